@@ -1,0 +1,344 @@
+//! The store conformance suite: the contract of `SessionStore` (see
+//! `src/store/mod.rs`) as tests, run once per backend.
+//!
+//! A backend's test file defines `async fn make_store() -> Arc<dyn
+//! SessionStore>` returning a fresh, isolated store (its own prefix, table or
+//! database) and calls `conformance::suite!();`.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sessiongate::store::{Change, Lifetime, SessionId, SessionRecord, SessionStore, now_millis};
+
+/// Stores that keep expiry in epoch seconds (MySQL, DynamoDB) may round it.
+const EXPIRY_SLACK_MS: u64 = 1_000;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+pub fn lifetime() -> Lifetime {
+    Lifetime {
+        idle: HOUR,
+        absolute: None,
+    }
+}
+
+pub fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+pub fn patch(value: Value) -> Change {
+    Change {
+        patch: Some(object(value)),
+        now: now_millis(),
+        lifetime: lifetime(),
+    }
+}
+
+fn new_id() -> SessionId {
+    SessionId::generate().expect("OS CSPRNG")
+}
+
+fn assert_close(actual: u64, expected: u64, what: &str) {
+    assert!(
+        actual.abs_diff(expected) <= EXPIRY_SLACK_MS,
+        "{what}: {actual} is not within {EXPIRY_SLACK_MS} ms of {expected}"
+    );
+}
+
+pub async fn missing_id_loads_nothing(store: Arc<dyn SessionStore>) {
+    assert_eq!(store.load(&new_id()).await.unwrap(), None);
+}
+
+pub async fn update_creates_a_session_that_loads_back(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let before = now_millis();
+    let written = store
+        .update(&id, &patch(json!({"user": "ada", "roles": ["admin"]})))
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(written.data.clone()),
+        json!({"user": "ada", "roles": ["admin"]})
+    );
+    assert!(written.created_at >= before && written.created_at <= now_millis());
+    assert_close(
+        written.expires_at,
+        written.created_at + HOUR.as_millis() as u64,
+        "expiry of a new session",
+    );
+
+    let loaded = store
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("the session just written");
+    assert_eq!(loaded.data, written.data);
+    assert_eq!(loaded.created_at, written.created_at);
+    assert_close(loaded.expires_at, written.expires_at, "loaded expiry");
+}
+
+/// Data comes back exactly as written: key order, empty containers, large
+/// and fractional numbers, escapes and non-ASCII text.
+pub async fn json_comes_back_exactly(store: Arc<dyn SessionStore>) {
+    let text = r#"{"zeta":1,"alpha":{"empty_obj":{},"empty_arr":[]},"big":123456789012345678901234567890,"neg":-9007199254740993,"float":1.50,"text":"héllo \"quoted\" \\ 🦀","null":null,"nested":[[],[{}],{"k":[1,2,3]}]}"#;
+    let data: Map<String, Value> = serde_json::from_str(text).unwrap();
+    let id = new_id();
+    store
+        .update(
+            &id,
+            &Change {
+                patch: None,
+                now: now_millis(),
+                lifetime: lifetime(),
+            },
+        )
+        .await
+        .unwrap();
+    let record = SessionRecord {
+        data: data.clone(),
+        created_at: now_millis(),
+        expires_at: now_millis() + 60_000,
+    };
+    store.insert(&id, &record).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().expect("stored");
+    assert_eq!(
+        serde_json::to_string(&loaded.data).unwrap(),
+        serde_json::to_string(&data).unwrap()
+    );
+}
+
+pub async fn merge_patch_applies_to_the_stored_session(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    store
+        .update(
+            &id,
+            &patch(json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]})),
+        )
+        .await
+        .unwrap();
+    let after = store
+        .update(
+            &id,
+            &patch(json!({"a": null, "b": {"c": null, "x": true}, "e": []})),
+        )
+        .await
+        .unwrap();
+    let expected = json!({"b": {"d": 3, "x": true}, "e": []});
+    assert_eq!(Value::Object(after.data), expected);
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(Value::Object(loaded.data), expected);
+}
+
+pub async fn an_update_without_a_patch_keeps_the_data(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let first = store.update(&id, &patch(json!({"k": "v"}))).await.unwrap();
+    let second = store
+        .update(
+            &id,
+            &Change {
+                patch: None,
+                now: now_millis(),
+                lifetime: lifetime(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.data, first.data);
+    assert_eq!(second.created_at, first.created_at);
+}
+
+pub async fn touch_moves_the_expiry_and_keeps_the_data(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let written = store.update(&id, &patch(json!({"k": "v"}))).await.unwrap();
+    let later = written.expires_at + 2 * HOUR.as_millis() as u64;
+    store.touch(&id, later).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().expect("touched session");
+    assert_close(loaded.expires_at, later, "touched expiry");
+    assert_eq!(loaded.data, written.data);
+    assert_eq!(loaded.created_at, written.created_at);
+}
+
+pub async fn touch_does_not_create_a_session(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    store.touch(&id, now_millis() + 60_000).await.unwrap();
+    assert_eq!(store.load(&id).await.unwrap(), None);
+}
+
+pub async fn delete_removes_and_is_idempotent(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    store.update(&id, &patch(json!({"k": 1}))).await.unwrap();
+    store.delete(&id).await.unwrap();
+    assert_eq!(store.load(&id).await.unwrap(), None);
+    store.delete(&id).await.unwrap();
+}
+
+/// Regenerate: the data moves to a new id and the old id stops working.
+pub async fn a_session_moves_to_a_new_id(store: Arc<dyn SessionStore>) {
+    let old = new_id();
+    let record = store
+        .update(&old, &patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+    let new = new_id();
+    store.insert(&new, &record).await.unwrap();
+    store.delete(&old).await.unwrap();
+    assert_eq!(store.load(&old).await.unwrap(), None);
+    let moved = store.load(&new).await.unwrap().expect("moved session");
+    assert_eq!(moved.data, record.data);
+    assert_eq!(moved.created_at, record.created_at);
+}
+
+pub async fn insert_replaces_what_is_there(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    store
+        .update(&id, &patch(json!({"old": true})))
+        .await
+        .unwrap();
+    let now = now_millis();
+    let record = SessionRecord {
+        data: object(json!({"new": true})),
+        created_at: now,
+        expires_at: now + 60_000,
+    };
+    store.insert(&id, &record).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(Value::Object(loaded.data), json!({"new": true}));
+}
+
+pub async fn an_expired_session_is_never_returned(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let now = now_millis();
+    let record = SessionRecord {
+        data: object(json!({"k": 1})),
+        created_at: now,
+        expires_at: now + 1_000,
+    };
+    store.insert(&id, &record).await.unwrap();
+    assert!(
+        store.load(&id).await.unwrap().is_some(),
+        "alive before its expiry"
+    );
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(store.load(&id).await.unwrap(), None);
+}
+
+pub async fn an_update_of_an_expired_session_starts_over(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let now = now_millis();
+    let record = SessionRecord {
+        data: object(json!({"stale": 1})),
+        created_at: now - 10_000,
+        expires_at: now + 1_000,
+    };
+    store.insert(&id, &record).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let fresh = store
+        .update(&id, &patch(json!({"fresh": 1})))
+        .await
+        .unwrap();
+    assert_eq!(Value::Object(fresh.data), json!({"fresh": 1}));
+    assert!(fresh.created_at > record.created_at);
+}
+
+pub async fn absolute_lifetime_caps_every_update(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let capped = Lifetime {
+        idle: HOUR,
+        absolute: Some(Duration::from_secs(60)),
+    };
+    let change = Change {
+        patch: Some(object(json!({"k": 1}))),
+        now: now_millis(),
+        lifetime: capped,
+    };
+    let record = store.update(&id, &change).await.unwrap();
+    assert_close(
+        record.expires_at,
+        record.created_at + 60_000,
+        "absolute expiry",
+    );
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_close(
+        loaded.expires_at,
+        record.created_at + 60_000,
+        "loaded absolute expiry",
+    );
+}
+
+/// 40 concurrent updates of one session, each adding its own key: none lost.
+pub async fn concurrent_updates_lose_nothing(store: Arc<dyn SessionStore>) {
+    const WRITERS: usize = 40;
+    let id = new_id();
+    store
+        .update(&id, &patch(json!({"seed": true})))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..WRITERS {
+        let store = store.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut change = patch(json!({}));
+            change
+                .patch
+                .as_mut()
+                .unwrap()
+                .insert(format!("k{n}"), json!(n));
+            store.update(&id, &change).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task").expect("update");
+    }
+    let loaded = store.load(&id).await.unwrap().expect("session");
+    let missing: Vec<usize> = (0..WRITERS)
+        .filter(|n| !loaded.data.contains_key(&format!("k{n}")))
+        .collect();
+    assert!(missing.is_empty(), "lost updates: {missing:?}");
+    assert_eq!(loaded.data.len(), WRITERS + 1);
+}
+
+pub async fn ping_answers(store: Arc<dyn SessionStore>) {
+    store.ping().await.unwrap();
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each calling the
+/// test file's `make_store()` for a fresh store.
+macro_rules! suite {
+    () => {
+        conformance::suite!(
+            missing_id_loads_nothing,
+            update_creates_a_session_that_loads_back,
+            json_comes_back_exactly,
+            merge_patch_applies_to_the_stored_session,
+            an_update_without_a_patch_keeps_the_data,
+            touch_moves_the_expiry_and_keeps_the_data,
+            touch_does_not_create_a_session,
+            delete_removes_and_is_idempotent,
+            a_session_moves_to_a_new_id,
+            insert_replaces_what_is_there,
+            an_expired_session_is_never_returned,
+            an_update_of_an_expired_session_starts_over,
+            absolute_lifetime_caps_every_update,
+            concurrent_updates_lose_nothing,
+            ping_answers,
+        );
+    };
+    ($($check:ident),+ $(,)?) => {
+        mod conformance_suite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    crate::conformance::$check(crate::make_store().await).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use suite;
