@@ -42,7 +42,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use instrumented::Instrumented;
-pub use record::RecordCodec;
+pub use record::{NativeCodec, RecordCodec};
 
 use crate::config::{Config, ConfigError, StoreConfig};
 

@@ -1,0 +1,179 @@
+# shellcheck shell=bash
+#
+# Redis for the test suite. Sourced (not run) by the project's test script,
+# which sets SERVICES_DIR to a scratch directory (e.g. .test-services/).
+#
+#   ensure_redis          a Redis to test against; exports
+#                         SESSIONGATE_TEST_REDIS_URL
+#   ensure_redis_cluster  a 3-master Redis Cluster on local ports; exports
+#                         SESSIONGATE_TEST_REDIS_CLUSTER (comma-separated seeds)
+#
+# Servers started here are daemonized, keep nothing on disk (--save ""
+# --appendonly no) and are reused by later runs. A Redis already serving
+# 127.0.0.1:6379 is used as it is: it may be shared, so it is never stopped,
+# flushed or reconfigured (tests use their own key prefixes).
+
+# Prints a message on stderr.
+_redis_say() {
+    echo "redis.sh: $*" >&2
+}
+
+# Installs redis-server and redis-cli when missing.
+_redis_install() {
+    if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    _redis_say "redis-server not found: installing it with apt-get"
+    $sudo apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null ||
+        { _redis_say "could not install redis-server"; return 1; }
+}
+
+# Succeeds when a Redis answers PING on 127.0.0.1:$1.
+_redis_answers() {
+    [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = "PONG" ]
+}
+
+# Succeeds when something listens on 127.0.0.1:$1.
+_redis_port_busy() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Prints a free port in 20000-29999 whose cluster bus port (+10000) is free
+# too and that is not among the arguments.
+_redis_free_port() {
+    local port taken tries other
+    for tries in $(seq 1 200); do
+        port=$((20000 + RANDOM % 10000))
+        taken=0
+        for other in "$@"; do
+            [ "$other" = "$port" ] && taken=1
+        done
+        if [ "$taken" = 0 ] && ! _redis_port_busy "$port" && ! _redis_port_busy $((port + 10000)); then
+            echo "$port"
+            return 0
+        fi
+    done
+    _redis_say "no free port found after $tries tries"
+    return 1
+}
+
+# Waits up to 10 s for a Redis on port $1.
+_redis_wait() {
+    local i
+    for i in $(seq 1 100); do
+        _redis_answers "$1" && return 0
+        sleep 0.1
+    done
+    _redis_say "no Redis answered on port $1 (i=$i)"
+    return 1
+}
+
+# Starts a daemonized, non-persistent redis-server on port $1 with its files
+# in directory $2; further arguments go to redis-server.
+_redis_start() {
+    local port="$1" dir="$2"
+    shift 2
+    mkdir -p "$dir" || return 1
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+        --save "" --appendonly no --dir "$dir" \
+        --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" "$@" >/dev/null ||
+        { _redis_say "redis-server failed to start on port $port (see $dir/redis.log)"; return 1; }
+    _redis_wait "$port"
+}
+
+# Stops a Redis this script started on port $1. Never touches 6379.
+_redis_stop() {
+    [ "$1" = "6379" ] && return 0
+    redis-cli -h 127.0.0.1 -p "$1" shutdown nosave >/dev/null 2>&1 || true
+}
+
+ensure_redis() {
+    : "${SERVICES_DIR:?SERVICES_DIR must name a scratch directory}"
+    _redis_install || return 1
+    local dir="$SERVICES_DIR/redis" port
+    if [ -n "${SESSIONGATE_TEST_REDIS_URL:-}" ] &&
+        [ "$(redis-cli -u "$SESSIONGATE_TEST_REDIS_URL" ping 2>/dev/null)" = "PONG" ]; then
+        export SESSIONGATE_TEST_REDIS_URL
+        return 0
+    fi
+    if _redis_answers 6379; then
+        export SESSIONGATE_TEST_REDIS_URL="redis://127.0.0.1:6379"
+        return 0
+    fi
+    if [ -f "$dir/port" ] && _redis_answers "$(cat "$dir/port")"; then
+        port="$(cat "$dir/port")"
+    else
+        port="$(_redis_free_port)" || return 1
+        _redis_start "$port" "$dir" || return 1
+        echo "$port" >"$dir/port"
+        _redis_say "started redis-server on 127.0.0.1:$port"
+    fi
+    export SESSIONGATE_TEST_REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# Succeeds when every port in the arguments answers and reports a healthy
+# cluster.
+_redis_cluster_ok() {
+    local port
+    [ "$#" -eq 3 ] || return 1
+    for port in "$@"; do
+        _redis_answers "$port" || return 1
+        redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null |
+            grep -q '^cluster_state:ok' || return 1
+    done
+}
+
+# Waits up to 30 s for a healthy cluster on the ports given.
+_redis_cluster_wait() {
+    local i
+    for i in $(seq 1 300); do
+        _redis_cluster_ok "$@" && return 0
+        sleep 0.1
+    done
+    _redis_say "the cluster on ports $* did not reach cluster_state:ok"
+    return 1
+}
+
+# Starts three empty cluster-enabled masters and joins them; prints the ports.
+_redis_cluster_create() {
+    local dir="$1" ports=() port i
+    for i in 1 2 3; do
+        port="$(_redis_free_port "${ports[@]}")" || return 1
+        rm -rf "$dir/node-$i"
+        _redis_start "$port" "$dir/node-$i" --cluster-enabled yes \
+            --cluster-config-file "$dir/node-$i/nodes.conf" \
+            --cluster-node-timeout 5000 >&2 || return 1
+        ports+=("$port")
+    done
+    redis-cli --cluster create "127.0.0.1:${ports[0]}" "127.0.0.1:${ports[1]}" \
+        "127.0.0.1:${ports[2]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 ||
+        { _redis_say "redis-cli --cluster create failed (see $dir/create.log)"; return 1; }
+    _redis_cluster_wait "${ports[@]}" || return 1
+    echo "${ports[*]}"
+}
+
+ensure_redis_cluster() {
+    : "${SERVICES_DIR:?SERVICES_DIR must name a scratch directory}"
+    _redis_install || return 1
+    local dir="$SERVICES_DIR/redis-cluster" ports=() port
+    mkdir -p "$dir" || return 1
+    if [ -f "$dir/ports" ]; then
+        read -r -a ports <"$dir/ports"
+    fi
+    if ! _redis_cluster_ok "${ports[@]}"; then
+        for port in "${ports[@]}"; do
+            _redis_stop "$port"
+        done
+        rm -f "$dir/ports"
+        read -r -a ports <<<"$(_redis_cluster_create "$dir")"
+        [ "${#ports[@]}" -eq 3 ] || return 1
+        echo "${ports[*]}" >"$dir/ports"
+        _redis_say "started a Redis Cluster on 127.0.0.1 ports ${ports[*]}"
+    fi
+    export SESSIONGATE_TEST_REDIS_CLUSTER="redis://127.0.0.1:${ports[0]},redis://127.0.0.1:${ports[1]},redis://127.0.0.1:${ports[2]}"
+}

@@ -1,0 +1,55 @@
+//! Start-up: everything is checked before anything listens, then the public
+//! and admin listeners run until SIGTERM/SIGINT and a bounded drain.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::admin::{self, Admin};
+use crate::config::{Config, ConfigError, Secrets};
+use crate::gateway::Gateway;
+use crate::server;
+
+/// Runs the gateway until `stop` completes and requests in flight drain.
+pub async fn run(
+    config: Config,
+    secrets: Secrets,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    let metrics = match admin::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "metrics recorder not installed");
+            None
+        }
+    };
+    let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
+    let store = crate::store::open(&config).await?;
+    let gateway = Arc::new(Gateway::new(&config, &secrets, store.clone())?);
+
+    let public = bind("listen", config.listen).await?;
+    let admin_listener = bind("admin.listen", config.admin.listen).await?;
+    tracing::info!(
+        listen = %config.listen,
+        admin = %config.admin.listen,
+        upstream = %config.upstream.url,
+        store = config.store.kind(),
+        tls = tls.is_some(),
+        "sessiongate is serving"
+    );
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::new(Admin { store, metrics }),
+    ));
+    server::serve(public, tls, gateway, &config.limits, stop).await;
+    admin_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(key: &str, address: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| ConfigError::at(key, format!("cannot listen on {address}: {e}")))
+}

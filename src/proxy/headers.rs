@@ -1,0 +1,181 @@
+//! Header rewriting for forwarding: hop-by-hop removal and `X-Forwarded-*`.
+
+use std::net::IpAddr;
+
+use http::header::{
+    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every
+/// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
+/// `Transfer-Encoding` and `Upgrade`. On a protocol upgrade the `Upgrade`
+/// header and `Connection: upgrade` are what the next hop needs, so they stay.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && *name == UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let proxy_headers: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy_headers {
+        headers.remove(name);
+    }
+    for name in [&KEEP_ALIVE, &TE, &TRAILER, &TRANSFER_ENCODING] {
+        headers.remove(name);
+    }
+    headers.remove(CONNECTION);
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// What the gateway knows about the client connection.
+pub struct Forwarded<'a> {
+    pub peer: IpAddr,
+    /// The peer is one of `trusted_proxies`: its `X-Forwarded-*` are believed.
+    pub trusted: bool,
+    /// `http` or `https`, as seen by the client.
+    pub proto: &'a str,
+}
+
+/// Sets `X-Forwarded-For` (appending the peer; an incoming chain is kept only
+/// from a trusted proxy), `X-Forwarded-Proto` and `X-Forwarded-Host`.
+pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>, authority: Option<&str>) {
+    let peer = forwarded.peer.to_string();
+    let chain = forwarded
+        .trusted
+        .then(|| joined(headers, &X_FORWARDED_FOR))
+        .flatten()
+        .map_or_else(|| peer.clone(), |chain| format!("{chain}, {peer}"));
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if !(forwarded.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(if forwarded.proto == "https" {
+                "https"
+            } else {
+                "http"
+            }),
+        );
+    }
+    if !(forwarded.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        let host = headers
+            .get(HOST)
+            .cloned()
+            .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+/// The scheme a trusted proxy says the client used.
+pub fn forwarded_proto(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(&X_FORWARDED_PROTO)?.to_str().ok()?;
+    // A chain of proxies may list several; the first is the client's.
+    value.split(',').next().map(str::trim)
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_named_headers() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-kept", "1"),
+        ]);
+        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(
+            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-kept"]
+        );
+    }
+
+    #[test]
+    fn keeps_upgrade_on_upgrades() {
+        let mut headers = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        remove_hop_by_hop(&mut headers, true);
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn believes_forwarded_headers_only_from_trusted_proxies() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("host", "app.example"),
+        ]);
+        let untrusted = Forwarded {
+            peer: "10.0.0.9".parse().unwrap(),
+            trusted: false,
+            proto: "http",
+        };
+        set_forwarded(&mut headers, &untrusted, None);
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "app.example");
+
+        let mut headers = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let trusted = Forwarded {
+            peer: "10.0.0.9".parse().unwrap(),
+            trusted: true,
+            proto: "http",
+        };
+        set_forwarded(&mut headers, &trusted, Some("h2.example"));
+        assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "h2.example");
+    }
+}

@@ -1,0 +1,38 @@
+//! Protocol upgrades (WebSocket over HTTP/1.1): once the backend answers
+//! `101 Switching Protocols`, bytes flow both ways untouched.
+
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+/// The client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
+pub fn requested(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Joins the client's and the backend's upgraded connections and copies
+/// bytes both ways until either side closes.
+pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, method: String, path: String) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%method, %path, %error, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(%method, %path, %error, "upgraded connection ended");
+        }
+    });
+}

@@ -1,0 +1,255 @@
+//! Reading the session cookie from a request, removing it before the request
+//! goes upstream, and writing `Set-Cookie` headers.
+//!
+//! A cookie-store session larger than one cookie is split into chunks named
+//! `sid`, `sid.1`, `sid.2`, ... Browsers cap a cookie near 4 KB, so each
+//! chunk stays well under that with its attributes.
+
+use http::header::{COOKIE, HeaderMap, HeaderValue};
+
+use crate::config::CookieConfig;
+
+/// Characters of sealed value per chunk: with the name and the longest
+/// attributes a `Set-Cookie` stays under 4,096 bytes.
+pub const CHUNK_LEN: usize = 3_800;
+
+/// The session cookie as the client sent it.
+#[derive(Debug, Default, PartialEq)]
+pub struct IncomingCookie {
+    /// The value, with chunks joined in order; `None` when the main cookie is
+    /// absent.
+    pub value: Option<String>,
+    /// The highest chunk number the client holds (0 for just `sid`), so that
+    /// chunks no longer needed can be expired.
+    pub last_chunk: usize,
+}
+
+/// Which chunk of the session cookie `pair_name` is, if it is one.
+fn chunk_index(pair_name: &str, name: &str) -> Option<usize> {
+    let rest = pair_name.strip_prefix(name)?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let number = rest.strip_prefix('.')?;
+    if number.is_empty()
+        || number.len() > 3
+        || !number.bytes().all(|b| b.is_ascii_digit())
+        || number.starts_with('0')
+    {
+        return None;
+    }
+    number.parse().ok()
+}
+
+/// Every `name=value` pair of the request's `Cookie` headers.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.trim(), value.trim().trim_matches('"')))
+        })
+}
+
+/// Reads the session cookie named `name`, joining its chunks.
+pub fn read(headers: &HeaderMap, name: &str) -> IncomingCookie {
+    let mut chunks: Vec<(usize, &str)> = pairs(headers)
+        .filter_map(|(pair_name, value)| chunk_index(pair_name, name).map(|i| (i, value)))
+        .collect();
+    if chunks.is_empty() {
+        return IncomingCookie::default();
+    }
+    chunks.sort_by_key(|(index, _)| *index);
+    chunks.dedup_by_key(|(index, _)| *index);
+    let last_chunk = chunks.last().map(|(index, _)| *index).unwrap_or(0);
+    let mut value = String::new();
+    for (expected, (index, chunk)) in chunks.iter().enumerate() {
+        if *index != expected {
+            break;
+        }
+        value.push_str(chunk);
+    }
+    let value = (chunks[0].0 == 0).then_some(value);
+    IncomingCookie { value, last_chunk }
+}
+
+/// Removes the session cookie and all its chunks from the request; the
+/// client's other cookies pass through untouched, joined into one `Cookie`
+/// header as HTTP/1.1 upstreams expect (RFC 9113 §8.2.3).
+pub fn strip(headers: &mut HeaderMap, name: &str) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let mut unreadable: Vec<HeaderValue> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        match value.to_str() {
+            Ok(line) => kept.extend(line.split(';').map(str::trim).filter(|pair| {
+                let pair_name = pair.split_once('=').map_or(*pair, |(n, _)| n.trim());
+                !pair.is_empty() && chunk_index(pair_name, name).is_none()
+            })),
+            Err(_) => unreadable.push(value.clone()),
+        }
+    }
+    let joined = kept.join("; ");
+    headers.remove(COOKIE);
+    if !joined.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&joined)
+    {
+        headers.append(COOKIE, value);
+    }
+    for value in unreadable {
+        headers.append(COOKIE, value);
+    }
+}
+
+/// The cookie name of chunk `index`.
+pub fn chunk_name(name: &str, index: usize) -> String {
+    if index == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}.{index}")
+    }
+}
+
+/// Splits a cookie value into at most `max_chunks` pieces of at most
+/// [`CHUNK_LEN`] characters; `None` when it does not fit.
+pub fn split(value: &str, max_chunks: usize) -> Option<Vec<&str>> {
+    // Sealed values are ASCII, so byte offsets are character offsets.
+    let chunks: Vec<&str> = value
+        .as_bytes()
+        .chunks(CHUNK_LEN)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    (chunks.len() <= max_chunks && !chunks.is_empty()).then_some(chunks)
+}
+
+/// Attributes of the `Set-Cookie` headers for one response.
+pub struct CookieWriter<'a> {
+    pub config: &'a CookieConfig,
+    pub secure: bool,
+}
+
+impl CookieWriter<'_> {
+    /// `Set-Cookie` for `name=value`, alive for `max_age_secs`.
+    pub fn set(&self, name: &str, value: &str, max_age_secs: u64) -> Option<HeaderValue> {
+        self.header(name, value, &format!("Max-Age={max_age_secs}"))
+    }
+
+    /// `Set-Cookie` that makes the browser drop `name`.
+    pub fn expire(&self, name: &str) -> Option<HeaderValue> {
+        self.header(name, "", "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    }
+
+    fn header(&self, name: &str, value: &str, lifetime: &str) -> Option<HeaderValue> {
+        let config = self.config;
+        let mut line = format!("{name}={value}; Path={}; {lifetime}", config.path);
+        if let Some(domain) = &config.domain {
+            line.push_str("; Domain=");
+            line.push_str(domain);
+        }
+        if config.http_only {
+            line.push_str("; HttpOnly");
+        }
+        if self.secure {
+            line.push_str("; Secure");
+        }
+        line.push_str("; SameSite=");
+        line.push_str(config.same_site.as_str());
+        HeaderValue::from_str(&line).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(lines: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for line in lines {
+            map.append(COOKIE, HeaderValue::from_str(line).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn reads_and_joins_chunks_in_order() {
+        let map = headers(&["a=1; sid.2=CC; sid=AA", "sid.1=BB; sidx=no; sid.01=no"]);
+        assert_eq!(
+            read(&map, "sid"),
+            IncomingCookie {
+                value: Some("AABBCC".into()),
+                last_chunk: 2
+            }
+        );
+        let gap = headers(&["sid=AA; sid.2=CC"]);
+        assert_eq!(
+            read(&gap, "sid"),
+            IncomingCookie {
+                value: Some("AA".into()),
+                last_chunk: 2
+            }
+        );
+        let orphan = headers(&["sid.1=BB"]);
+        assert_eq!(
+            read(&orphan, "sid"),
+            IncomingCookie {
+                value: None,
+                last_chunk: 1
+            }
+        );
+        assert_eq!(
+            read(&headers(&["other=1"]), "sid"),
+            IncomingCookie::default()
+        );
+    }
+
+    #[test]
+    fn strips_only_the_session_cookie() {
+        let mut map = headers(&["a=1; sid=AA; sid.1=BB", "b=2; sidx=3"]);
+        strip(&mut map, "sid");
+        assert_eq!(
+            map.get_all(COOKIE).iter().collect::<Vec<_>>(),
+            vec!["a=1; b=2; sidx=3"]
+        );
+        let mut only = headers(&["sid=AA"]);
+        strip(&mut only, "sid");
+        assert!(only.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn splits_within_the_chunk_limit() {
+        let value = "x".repeat(CHUNK_LEN * 2 + 1);
+        assert_eq!(split(&value, 3).unwrap().len(), 3);
+        assert!(split(&value, 2).is_none());
+        assert_eq!(split("short", 1).unwrap(), vec!["short"]);
+    }
+
+    #[test]
+    fn writes_attributes() {
+        let config = CookieConfig {
+            domain: Some("example.com".into()),
+            ..CookieConfig::default()
+        };
+        let writer = CookieWriter {
+            config: &config,
+            secure: true,
+        };
+        let set = writer.set("sid", "v", 60).unwrap();
+        assert_eq!(
+            set,
+            "sid=v; Path=/; Max-Age=60; Domain=example.com; HttpOnly; Secure; SameSite=Lax"
+        );
+        let gone = writer.expire("sid.1").unwrap();
+        assert!(
+            gone.to_str()
+                .unwrap()
+                .starts_with("sid.1=; Path=/; Max-Age=0;")
+        );
+        let value = "v".repeat(CHUNK_LEN);
+        assert!(writer.set("sid.49", &value, 604_800).unwrap().len() < 4_096);
+    }
+}

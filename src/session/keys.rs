@@ -1,0 +1,85 @@
+//! Keys derived from the session secrets, one per purpose (HKDF-SHA256).
+//!
+//! The secret itself never encrypts or signs anything: each use gets its own
+//! key, so a weakness in one use cannot leak into another, and every key
+//! carries a short id so that a cookie names the key that sealed it.
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use crate::config::Secrets;
+
+const SALT: &[u8] = b"sessiongate/v1";
+
+/// The keys derived from one secret.
+pub struct KeySet {
+    /// Names this secret in sealed cookies (not secret: a hash of a key).
+    pub id: String,
+    /// AES-256-GCM key for the cookie store.
+    pub seal: [u8; 32],
+    /// HMAC-SHA256 key for the signed session id of server stores.
+    pub id_mac: [u8; 32],
+}
+
+impl KeySet {
+    pub fn derive(secret: &str) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(Some(SALT), secret.as_bytes());
+        let mut id = [0u8; 4];
+        let mut seal = [0u8; 32];
+        let mut id_mac = [0u8; 32];
+        // expand only fails for outputs longer than 255 blocks.
+        let _ = hkdf.expand(b"key-id", &mut id);
+        let _ = hkdf.expand(b"cookie-seal", &mut seal);
+        let _ = hkdf.expand(b"session-id-mac", &mut id_mac);
+        Self {
+            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            seal,
+            id_mac,
+        }
+    }
+}
+
+/// The current key set, used for everything written, and the previous ones,
+/// still accepted when reading during a rotation.
+pub struct Keyring {
+    current: KeySet,
+    previous: Vec<KeySet>,
+}
+
+impl Keyring {
+    pub fn new(secrets: &Secrets) -> Self {
+        Self {
+            current: KeySet::derive(&secrets.current),
+            previous: secrets.previous.iter().map(|s| KeySet::derive(s)).collect(),
+        }
+    }
+
+    pub fn current(&self) -> &KeySet {
+        &self.current
+    }
+
+    /// Every key set, current first.
+    pub fn all(&self) -> impl Iterator<Item = &KeySet> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
+    pub fn find(&self, id: &str) -> Option<&KeySet> {
+        self.all().find(|keys| keys.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purposes_and_secrets_get_distinct_keys() {
+        let a = KeySet::derive(&"a".repeat(32));
+        let b = KeySet::derive(&"b".repeat(32));
+        assert_ne!(a.seal, a.id_mac);
+        assert_ne!(a.seal, b.seal);
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id.len(), 8);
+        assert_eq!(KeySet::derive(&"a".repeat(32)).seal, a.seal);
+    }
+}

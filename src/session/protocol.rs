@@ -1,0 +1,314 @@
+//! The header protocol between the gateway and the backend.
+//!
+//! Upstream, the session travels in `X-Session-Id`, `X-Session-Data` and the
+//! operator's `headers.fields`; back, the backend's instructions arrive in
+//! `X-Session-Update`, `X-Session-Regenerate` and `X-Session-Destroy`.
+//!
+//! Header names are compared case-insensitively and with `_` and `-` alike:
+//! CGI and PHP read `X_Session_Data` as `X-Session-Data`, so a client that
+//! sends either spelling must not reach the backend with it.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use crate::store::SessionData;
+
+pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+pub const SESSION_DATA: HeaderName = HeaderName::from_static("x-session-data");
+pub const SESSION_UPDATE: HeaderName = HeaderName::from_static("x-session-update");
+pub const SESSION_REGENERATE: HeaderName = HeaderName::from_static("x-session-regenerate");
+pub const SESSION_DESTROY: HeaderName = HeaderName::from_static("x-session-destroy");
+
+/// The response headers that carry instructions.
+const INSTRUCTIONS: [HeaderName; 3] = [SESSION_UPDATE, SESSION_REGENERATE, SESSION_DESTROY];
+
+/// `a` and `b` name the same header once case and `_`/`-` are folded.
+fn same_header(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// Removes every header in `headers` that matches one of `names` once
+/// folded. Most requests carry none, so this allocates only when it finds one.
+fn remove_folded(headers: &mut HeaderMap, names: &[HeaderName]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|key| {
+            names
+                .iter()
+                .any(|name| same_header(key.as_str(), name.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// The session's request headers, as configured.
+pub struct SessionHeaders {
+    /// Every name a client must not be able to set, `X-Session-*` first.
+    protected: Vec<HeaderName>,
+    /// `headers.fields`: top-level session key and the header that carries it.
+    fields: Vec<(String, HeaderName)>,
+}
+
+impl SessionHeaders {
+    /// `fields` were validated with the configuration.
+    pub fn new(fields: &indexmap::IndexMap<String, String>) -> Self {
+        let fields: Vec<(String, HeaderName)> = fields
+            .iter()
+            .filter_map(|(key, name)| {
+                HeaderName::from_bytes(name.as_bytes())
+                    .ok()
+                    .map(|h| (key.clone(), h))
+            })
+            .collect();
+        let mut protected = vec![SESSION_ID, SESSION_DATA];
+        protected.extend(INSTRUCTIONS);
+        protected.extend(fields.iter().map(|(_, h)| h.clone()));
+        Self { protected, fields }
+    }
+
+    /// Removes the client's copies of every session header.
+    pub fn strip_forged(&self, headers: &mut HeaderMap) {
+        remove_folded(headers, &self.protected);
+    }
+
+    /// Writes the session into the request that goes upstream.
+    pub fn write(&self, headers: &mut HeaderMap, public_id: &str, data: &SessionData) {
+        if let Ok(value) = HeaderValue::from_str(public_id) {
+            headers.insert(SESSION_ID, value);
+        }
+        headers.insert(SESSION_DATA, json_header(&Value::Object(data.clone())));
+        for (key, name) in &self.fields {
+            let value = match data.get(key) {
+                None => continue,
+                Some(Value::String(text)) => match HeaderValue::from_bytes(text.as_bytes()) {
+                    Ok(value) => value,
+                    Err(_) => {
+                        tracing::warn!(key = %key, header = %name, "session value cannot be a header (control characters); not sent");
+                        continue;
+                    }
+                },
+                Some(other) => json_header(other),
+            };
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+/// JSON as an ASCII-only header value: non-ASCII text becomes `\uXXXX`.
+fn json_header(value: &Value) -> HeaderValue {
+    let ascii = ascii_json(value);
+    // ASCII JSON holds no control characters: serde escapes them.
+    HeaderValue::from_str(&ascii).unwrap_or_else(|_| HeaderValue::from_static("{}"))
+}
+
+/// Serializes `value` with every non-ASCII character escaped as `\uXXXX`
+/// (surrogate pairs beyond the BMP). Outside strings JSON is ASCII already.
+pub fn ascii_json(value: &Value) -> String {
+    let text = value.to_string();
+    if text.is_ascii() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// What the backend asked for in its response headers.
+#[derive(Debug, Default, PartialEq)]
+pub struct Instructions {
+    pub update: Option<Map<String, Value>>,
+    pub regenerate: bool,
+    pub destroy: bool,
+}
+
+/// The backend sent an `X-Session-Update` that is not a JSON object.
+#[derive(Debug, thiserror::Error)]
+#[error("X-Session-Update is not a JSON object: {0}")]
+pub struct InvalidUpdate(pub String);
+
+/// Takes the instructions out of a response: they never reach the client.
+pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, InvalidUpdate> {
+    if !headers
+        .keys()
+        .any(|k| k.as_str().starts_with("x-session") || k.as_str().starts_with("x_session"))
+    {
+        return Ok(Instructions::default());
+    }
+    let updates: Vec<HeaderValue> = headers.get_all(SESSION_UPDATE).iter().cloned().collect();
+    let regenerate = flag(headers.get(SESSION_REGENERATE));
+    let destroy = flag(headers.get(SESSION_DESTROY));
+    // Folded spellings are removed too, never obeyed.
+    remove_folded(headers, &INSTRUCTIONS);
+    let mut update: Option<Map<String, Value>> = None;
+    for value in updates {
+        let patch = match serde_json::from_slice::<Value>(value.as_bytes()) {
+            Ok(Value::Object(patch)) => patch,
+            Ok(other) => return Err(InvalidUpdate(format!("got a JSON {}", kind(&other)))),
+            Err(error) => return Err(InvalidUpdate(error.to_string())),
+        };
+        match &mut update {
+            None => update = Some(patch),
+            Some(earlier) => compose(earlier, patch),
+        }
+    }
+    Ok(Instructions {
+        update,
+        regenerate,
+        destroy,
+    })
+}
+
+/// `1` or `true` turns an instruction on.
+fn flag(value: Option<&HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes() == b"1" || v.as_bytes().eq_ignore_ascii_case(b"true"))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Folds a later merge patch into an earlier one, so that applying the
+/// result equals applying both in order.
+fn compose(earlier: &mut Map<String, Value>, later: Map<String, Value>) {
+    for (key, value) in later {
+        match (earlier.get_mut(&key), value) {
+            (Some(Value::Object(inner)), Value::Object(more)) => compose(inner, more),
+            (_, value) => {
+                earlier.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn folds_case_and_underscores() {
+        assert!(same_header("x_session_data", "x-session-data"));
+        assert!(same_header("X-SESSION_Id", "x-session-id"));
+        assert!(!same_header("x-session-data2", "x-session-data"));
+    }
+
+    #[test]
+    fn strips_every_spelling_of_a_forged_header() {
+        let mut fields = indexmap::IndexMap::new();
+        fields.insert("user".to_owned(), "X-Auth-User".to_owned());
+        let protocol = SessionHeaders::new(&fields);
+        let mut headers = HeaderMap::new();
+        for name in [
+            "x-session-data",
+            "x_session_data",
+            "x_session-id",
+            "x_auth_user",
+            "x-session-update",
+            "x-other",
+        ] {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        protocol.strip_forged(&mut headers);
+        assert_eq!(
+            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-other"]
+        );
+    }
+
+    #[test]
+    fn writes_fields_as_strings_or_json() {
+        let mut fields = indexmap::IndexMap::new();
+        fields.insert("user".to_owned(), "X-Auth-User".to_owned());
+        fields.insert("roles".to_owned(), "X-Auth-Roles".to_owned());
+        fields.insert("missing".to_owned(), "X-Missing".to_owned());
+        let protocol = SessionHeaders::new(&fields);
+        let data = json!({"user": "ada", "roles": ["a", "b"]})
+            .as_object()
+            .unwrap()
+            .clone();
+        let mut headers = HeaderMap::new();
+        protocol.write(&mut headers, "pub", &data);
+        assert_eq!(headers["x-auth-user"], "ada");
+        assert_eq!(headers["x-auth-roles"], r#"["a","b"]"#);
+        assert!(!headers.contains_key("x-missing"));
+        assert_eq!(headers["x-session-id"], "pub");
+    }
+
+    #[test]
+    fn session_data_is_ascii() {
+        assert_eq!(
+            ascii_json(&json!({"name": "Zoë 🦀"})),
+            r#"{"name":"Zo\u00eb \ud83e\udd80"}"#
+        );
+        let back: Value = serde_json::from_str(&ascii_json(&json!({"name": "Zoë 🦀"}))).unwrap();
+        assert_eq!(back, json!({"name": "Zoë 🦀"}));
+    }
+
+    #[test]
+    fn takes_and_removes_instructions() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SESSION_UPDATE,
+            HeaderValue::from_static(r#"{"a":{"b":1,"c":2}}"#),
+        );
+        headers.append(
+            SESSION_UPDATE,
+            HeaderValue::from_static(r#"{"a":{"c":null}}"#),
+        );
+        headers.insert(SESSION_REGENERATE, HeaderValue::from_static("1"));
+        headers.insert(
+            HeaderName::from_static("x_session_destroy"),
+            HeaderValue::from_static("1"),
+        );
+        headers.insert(
+            HeaderName::from_static("content-type"),
+            HeaderValue::from_static("text/plain"),
+        );
+        let got = take_instructions(&mut headers).unwrap();
+        assert_eq!(
+            got.update,
+            Some(json!({"a":{"b":1,"c":null}}).as_object().unwrap().clone())
+        );
+        assert!(got.regenerate);
+        assert!(!got.destroy, "a folded spelling is removed, not obeyed");
+        assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn refuses_updates_that_are_not_objects() {
+        for bad in ["[1]", "\"x\"", "nope", "null"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(SESSION_UPDATE, HeaderValue::from_str(bad).unwrap());
+            assert!(take_instructions(&mut headers).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The cookie store's format: the whole session sealed with AES-256-GCM.
+//!
+//! `v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`. The version lets the
+//! format change later; the key id picks the key among the current and
+//! previous secrets; the cookie name is authenticated as associated data, so
+//! a sealed value cannot be replayed under another cookie's name. The
+//! plaintext holds its own expiry, so a cookie kept past its `Max-Age` (or
+//! replayed) does not resurrect the session.
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::b64;
+use super::keys::Keyring;
+use crate::store::{SessionData, SessionId, SessionRecord, UnixMillis};
+
+const VERSION: &str = "v1";
+const NONCE_LEN: usize = 12;
+
+/// A session as the cookie store keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SealedSession {
+    /// A random id, so the session has a stable `X-Session-Id`.
+    pub id: SessionId,
+    pub record: SessionRecord,
+}
+
+#[derive(Serialize)]
+struct PlainOut<'a> {
+    id: &'a str,
+    c: UnixMillis,
+    e: UnixMillis,
+    d: &'a SessionData,
+}
+
+#[derive(Deserialize)]
+struct PlainIn<'a> {
+    id: String,
+    c: UnixMillis,
+    e: UnixMillis,
+    #[serde(borrow)]
+    d: &'a RawValue,
+}
+
+/// Why a session could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("the OS random generator failed: {0}")]
+    Random(getrandom::Error),
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+/// Seals `session` under the current key.
+pub fn seal(
+    keys: &Keyring,
+    cookie_name: &str,
+    session: &SealedSession,
+) -> Result<String, SealError> {
+    let plain = PlainOut {
+        id: session.id.as_str(),
+        c: session.record.created_at,
+        e: session.record.expires_at,
+        d: &session.record.data,
+    };
+    let plaintext = serde_json::to_vec(&plain).map_err(|_| SealError::Encrypt)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(SealError::Random)?;
+    let key = keys.current();
+    let cipher = Aes256Gcm::new((&key.seal).into());
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &plaintext,
+                aad: cookie_name.as_bytes(),
+            },
+        )
+        .map_err(|_| SealError::Encrypt)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(format!("{VERSION}.{}.{}", key.id, b64::encode(&out)))
+}
+
+/// Opens a sealed value. `None` for anything that does not verify, does not
+/// parse, or has expired at `now`: the caller starts a new session.
+pub fn open(
+    keys: &Keyring,
+    cookie_name: &str,
+    value: &str,
+    now: UnixMillis,
+) -> Option<SealedSession> {
+    let mut parts = value.splitn(3, '.');
+    let (version, key_id, body) = (parts.next()?, parts.next()?, parts.next()?);
+    if version != VERSION {
+        return None;
+    }
+    let key = keys.find(key_id)?;
+    let bytes = b64::decode(body)?;
+    if bytes.len() < NONCE_LEN + 16 {
+        return None;
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let cipher = Aes256Gcm::new((&key.seal).into());
+    let plaintext = cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: cookie_name.as_bytes(),
+            },
+        )
+        .ok()?;
+    let plain: PlainIn = serde_json::from_slice(&plaintext).ok()?;
+    if plain.e <= now {
+        return None;
+    }
+    let data: SessionData = serde_json::from_str(plain.d.get()).ok()?;
+    Some(SealedSession {
+        id: SessionId::from_trusted(plain.id),
+        record: SessionRecord {
+            data,
+            created_at: plain.c,
+            expires_at: plain.e,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secrets;
+
+    fn ring(current: &str, previous: &[&str]) -> Keyring {
+        Keyring::new(&Secrets {
+            current: current.repeat(32),
+            previous: previous.iter().map(|s| s.repeat(32)).collect(),
+        })
+    }
+
+    fn session(expires_at: UnixMillis) -> SealedSession {
+        SealedSession {
+            id: SessionId::generate().unwrap(),
+            record: SessionRecord {
+                data: serde_json::from_str(r#"{"user":"ada","n":12345678901234567890123}"#)
+                    .unwrap(),
+                created_at: 1,
+                expires_at,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let keys = ring("a", &[]);
+        let s = session(10_000);
+        let value = seal(&keys, "sid", &s).unwrap();
+        assert!(value.starts_with("v1."));
+        assert_eq!(open(&keys, "sid", &value, 5_000), Some(s));
+    }
+
+    #[test]
+    fn refuses_expired_tampered_renamed_and_foreign_values() {
+        let keys = ring("a", &[]);
+        let value = seal(&keys, "sid", &session(10_000)).unwrap();
+        assert_eq!(open(&keys, "sid", &value, 10_000), None, "expired");
+        assert_eq!(open(&keys, "other", &value, 0), None, "another cookie name");
+        assert_eq!(
+            open(&ring("b", &[]), "sid", &value, 0),
+            None,
+            "another secret"
+        );
+        let mut bytes = value.clone().into_bytes();
+        let last = bytes.len() - 5;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            open(&keys, "sid", std::str::from_utf8(&bytes).unwrap(), 0),
+            None,
+            "tampered"
+        );
+        assert_eq!(
+            open(&keys, "sid", &value[..value.len() - 10], 0),
+            None,
+            "truncated"
+        );
+        assert_eq!(open(&keys, "sid", "v1.zz.garbage", 0), None);
+        assert_eq!(open(&keys, "sid", "", 0), None);
+    }
+
+    #[test]
+    fn previous_secrets_open_old_cookies_and_new_ones_use_the_current_key() {
+        let old = seal(&ring("old", &[]), "sid", &session(10_000)).unwrap();
+        let rotated = ring("new", &["old"]);
+        assert!(open(&rotated, "sid", &old, 0).is_some());
+        let fresh = seal(&rotated, "sid", &session(10_000)).unwrap();
+        assert_eq!(open(&ring("old", &[]), "sid", &fresh, 0), None);
+    }
+}

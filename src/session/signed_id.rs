@@ -1,0 +1,83 @@
+//! The server-store cookie: `<session id>.<HMAC-SHA256 of the id>`.
+//!
+//! Only the gateway can mint a cookie the store will accept, so knowing a
+//! session id (or `X-Session-Id`, which is a one-way hash of it) is not
+//! enough to use a session.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::b64;
+use super::keys::Keyring;
+use crate::store::SessionId;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(key: &[u8; 32], id: &str) -> HmacSha256 {
+    // HMAC takes keys of any length.
+    let mut mac = HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts 32-byte keys"));
+    mac.update(id.as_bytes());
+    mac
+}
+
+/// The cookie value for `id`, signed with the current key.
+pub fn sign(keys: &Keyring, id: &SessionId) -> String {
+    let tag = mac(&keys.current().id_mac, id.as_str())
+        .finalize()
+        .into_bytes();
+    format!("{}.{}", id.as_str(), b64::encode(&tag))
+}
+
+/// The session id in a cookie value, if its MAC verifies under any key of
+/// the ring. The comparison is constant-time.
+pub fn verify(keys: &Keyring, value: &str) -> Option<SessionId> {
+    let (id, tag) = value.split_once('.')?;
+    if id.len() < 22
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    let tag = b64::decode(tag)?;
+    keys.all()
+        .any(|k| mac(&k.id_mac, id).verify_slice(&tag).is_ok())
+        .then(|| SessionId::from_trusted(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secrets;
+
+    fn ring(current: &str, previous: &[&str]) -> Keyring {
+        Keyring::new(&Secrets {
+            current: current.repeat(32),
+            previous: previous.iter().map(|s| s.repeat(32)).collect(),
+        })
+    }
+
+    #[test]
+    fn verifies_its_own_signature_only() {
+        let keys = ring("a", &[]);
+        let id = SessionId::generate().unwrap();
+        let cookie = sign(&keys, &id);
+        assert_eq!(verify(&keys, &cookie), Some(id.clone()));
+        assert_eq!(verify(&ring("b", &[]), &cookie), None);
+        let mut tampered = cookie.clone().into_bytes();
+        tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+        assert_eq!(verify(&keys, std::str::from_utf8(&tampered).unwrap()), None);
+        assert_eq!(verify(&keys, id.as_str()), None);
+        assert_eq!(verify(&keys, "garbage"), None);
+        assert_eq!(verify(&keys, &cookie[..cookie.len() - 2]), None);
+    }
+
+    #[test]
+    fn previous_secrets_still_verify() {
+        let id = SessionId::generate().unwrap();
+        let old = sign(&ring("old", &[]), &id);
+        assert_eq!(verify(&ring("new", &["old"]), &old), Some(id));
+    }
+}

@@ -1,0 +1,513 @@
+//! The store conformance suite and MySQL-specific checks against a live
+//! MySQL or MariaDB.
+//!
+//! The server is `SESSIONGATE_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/test`; `scripts/services/mysql.sh` provides
+//! one). It may be shared: every test works in its own randomly named table
+//! and drops it afterwards. The outage test starts its own private
+//! `mariadbd` instead, because it kills it.
+
+mod conformance;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::json;
+use sessiongate::config::ConfigDuration;
+use sessiongate::store::mysql::{MysqlConfig, MysqlStore};
+use sessiongate::store::{
+    Change, Instrumented, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
+    now_millis,
+};
+use sqlx::mysql::{MySqlConnection, MySqlPool};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn test_url() -> String {
+    std::env::var("SESSIONGATE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("OS CSPRNG");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn config_for(url: &str, table: &str) -> MysqlConfig {
+    MysqlConfig {
+        url: url.into(),
+        table: table.into(),
+        create_table: true,
+        cleanup_interval: ConfigDuration::secs(3600),
+        timeout: ConfigDuration(TIMEOUT),
+    }
+}
+
+/// A uniquely named table, dropped when this value is dropped.
+struct ScratchTable {
+    url: String,
+    name: String,
+}
+
+impl ScratchTable {
+    fn new() -> Self {
+        Self {
+            url: test_url(),
+            name: format!("sessiongate_test_{}", random_hex()),
+        }
+    }
+
+    fn config(&self) -> MysqlConfig {
+        config_for(&self.url, &self.name)
+    }
+
+    /// A direct connection for checking and planting rows.
+    async fn raw(&self) -> MySqlPool {
+        MySqlPool::connect(&self.url)
+            .await
+            .expect("test database reachable")
+    }
+
+    /// `(data, expires)` as stored, or `None` when the row is gone.
+    async fn row(&self, id: &str) -> Option<(Option<String>, u32)> {
+        let sql = format!(
+            "SELECT `data`, `expires` FROM `{}` WHERE session_id = ?",
+            self.name
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.raw().await)
+            .await
+            .expect("select")
+            .map(|row| (row.get("data"), row.get("expires")))
+    }
+
+    async fn plant(&self, id: &str, expires: u32, data: &str) {
+        let sql = format!(
+            "INSERT INTO `{}` (session_id, expires, data) VALUES (?, ?, ?)",
+            self.name
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(expires)
+            .bind(data)
+            .execute(&self.raw().await)
+            .await
+            .expect("insert");
+    }
+}
+
+impl Drop for ScratchTable {
+    /// Drops the table from a thread of its own: `Drop` cannot await, and
+    /// this may run inside the test's runtime.
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let sql = format!("DROP TABLE IF EXISTS `{}`", self.name);
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = MySqlConnection::connect(&url).await?;
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+                conn.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        });
+        if let Ok(Err(error)) = dropper.join() {
+            eprintln!("could not drop scratch table {}: {error}", self.name);
+        }
+    }
+}
+
+/// A store over a scratch table that drops the table when the store goes.
+struct Scratch {
+    store: Arc<dyn SessionStore>,
+    _table: ScratchTable,
+}
+
+#[async_trait]
+impl SessionStore for Scratch {
+    fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.store.load(id).await
+    }
+    async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
+        self.store.update(id, change).await
+    }
+    async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+        self.store.insert(id, record).await
+    }
+    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<(), StoreError> {
+        self.store.touch(id, expires_at).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.store.delete(id).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+async fn open(config: &MysqlConfig, keep_expired: bool) -> Arc<dyn SessionStore> {
+    let store = MysqlStore::connect(config, keep_expired)
+        .await
+        .expect("MySQL store (is SESSIONGATE_TEST_MYSQL_URL reachable?)");
+    Arc::new(Instrumented::new(Arc::new(store), config.timeout.get()))
+}
+
+async fn make_store() -> Arc<dyn SessionStore> {
+    let table = ScratchTable::new();
+    let store = open(&table.config(), false).await;
+    Arc::new(Scratch {
+        store,
+        _table: table,
+    })
+}
+
+conformance::suite!();
+
+fn new_id() -> SessionId {
+    SessionId::generate().expect("OS CSPRNG")
+}
+
+fn now_secs() -> u32 {
+    u32::try_from(now_millis() / 1_000).expect("before 2106")
+}
+
+fn blob(data: serde_json::Value) -> String {
+    json!({"v": 1, "created": now_millis(), "data": data}).to_string()
+}
+
+#[tokio::test]
+async fn the_table_has_the_express_mysql_session_columns() {
+    let table = ScratchTable::new();
+    let _store = open(&table.config(), false).await;
+    let rows = sqlx::query(
+        "SELECT CAST(COLUMN_NAME AS CHAR) AS name, CAST(DATA_TYPE AS CHAR) AS type, \
+         CAST(COLUMN_TYPE AS CHAR) AS full_type, CAST(IS_NULLABLE AS CHAR) AS nullable, \
+         CAST(COLUMN_KEY AS CHAR) AS ckey \
+         FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+    )
+    .bind(&table.name)
+    .fetch_all(&table.raw().await)
+    .await
+    .expect("information_schema");
+    let columns: Vec<(String, String, String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("name"),
+                r.get("type"),
+                r.get("full_type"),
+                r.get("nullable"),
+                r.get("ckey"),
+            )
+        })
+        .collect();
+    assert_eq!(columns.len(), 3, "{columns:?}");
+    let (name, _, full_type, nullable, key) = &columns[0];
+    assert_eq!(
+        (
+            name.as_str(),
+            full_type.as_str(),
+            nullable.as_str(),
+            key.as_str()
+        ),
+        ("session_id", "varchar(128)", "NO", "PRI")
+    );
+    let (name, data_type, full_type, nullable, _) = &columns[1];
+    assert_eq!(
+        (name.as_str(), data_type.as_str(), nullable.as_str()),
+        ("expires", "int", "NO")
+    );
+    assert!(full_type.ends_with("unsigned"), "{full_type}");
+    let (name, data_type, _, _, _) = &columns[2];
+    assert_eq!((name.as_str(), data_type.as_str()), ("data", "mediumtext"));
+}
+
+#[tokio::test]
+async fn the_cleanup_task_removes_expired_rows_in_batches() {
+    let table = ScratchTable::new();
+    let mut config = table.config();
+    config.cleanup_interval = ConfigDuration::millis(300);
+    let _store = open(&config, true).await;
+    let mut planting = QueryBuilder::new(format!(
+        "INSERT INTO `{}` (session_id, expires, data) ",
+        table.name
+    ));
+    let expired = now_secs() - 10;
+    planting.push_values(0..2_500, |mut row, n| {
+        row.push_bind(format!("old{n}"))
+            .push_bind(expired)
+            .push_bind("{}");
+    });
+    planting
+        .build()
+        .execute(&table.raw().await)
+        .await
+        .expect("plant expired rows");
+    table
+        .plant("alive", now_secs() + 3600, &blob(json!({})))
+        .await;
+
+    let count = format!("SELECT COUNT(*) FROM `{}`", table.name);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left: i64 = sqlx::query_scalar(AssertSqlSafe(count.clone()))
+            .fetch_one(&table.raw().await)
+            .await
+            .expect("count");
+        if left == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} rows left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(table.row("alive").await.is_some(), "a live row was deleted");
+}
+
+#[tokio::test]
+async fn keep_expired_leaves_the_row_but_never_returns_it() {
+    let table = ScratchTable::new();
+    let keeping = open(&table.config(), true).await;
+    let id = new_id();
+    table
+        .plant(id.as_str(), now_secs() - 1, &blob(json!({"k": 1})))
+        .await;
+    assert_eq!(keeping.load(&id).await.unwrap(), None);
+    assert!(table.row(id.as_str()).await.is_some(), "kept row is gone");
+
+    let deleting = open(&table.config(), false).await;
+    assert_eq!(deleting.load(&id).await.unwrap(), None);
+    assert_eq!(table.row(id.as_str()).await, None, "expired row was kept");
+}
+
+#[tokio::test]
+async fn touch_moves_expires_and_leaves_data_byte_identical() {
+    let table = ScratchTable::new();
+    let store = open(&table.config(), false).await;
+    let id = new_id();
+    store
+        .update(&id, &conformance::patch(json!({"b": [1, {}], "a": "é🦀"})))
+        .await
+        .unwrap();
+    let (data_before, expires_before) = table.row(id.as_str()).await.expect("row");
+    let later = now_millis() + 5 * 3_600_000 + 1;
+    store.touch(&id, later).await.unwrap();
+    let (data_after, expires_after) = table.row(id.as_str()).await.expect("row");
+    assert_eq!(data_after, data_before);
+    assert_ne!(expires_after, expires_before);
+    assert_eq!(u64::from(expires_after), later.div_ceil(1_000));
+}
+
+/// First writes of a missing row take gap locks and can deadlock; the loser
+/// is retried, so nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_writes_of_a_new_session_lose_nothing() {
+    let store = make_store().await;
+    let id = new_id();
+    let writers: Vec<_> = (0..20)
+        .map(|n| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let change = conformance::patch(json!({ format!("k{n}"): n }));
+                store.update(&id, &change).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("task").expect("update");
+    }
+    let loaded = store.load(&id).await.unwrap().expect("session");
+    assert_eq!(loaded.data.len(), 20, "{:?}", loaded.data);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_at_start_names_store_url() {
+    let port = free_port();
+    let mut config = config_for(&format!("mysql://root@127.0.0.1:{port}/test"), "sessions");
+    config.timeout = ConfigDuration::millis(500);
+    let started = Instant::now();
+    let error = MysqlStore::connect(&config, false)
+        .await
+        .err()
+        .expect("start-up must fail when the table cannot be created");
+    assert!(error.to_string().starts_with("store.url:"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    config.create_table = false;
+    let store = MysqlStore::connect(&config, false)
+        .await
+        .expect("without create_table the start does not connect");
+    assert!(store.ping().await.is_err());
+}
+
+#[tokio::test]
+async fn a_malformed_url_names_store_url() {
+    let config = MysqlConfig {
+        url: "mysql://root@127.0.0.1:notaport/test".into(),
+        ..MysqlConfig::default()
+    };
+    let error = MysqlStore::connect(&config, false)
+        .await
+        .err()
+        .expect("malformed URL");
+    assert!(error.to_string().starts_with("store.url:"), "{error}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A private `mariadbd` in a temporary directory, killed when dropped.
+struct PrivateMariadb {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateMariadb {
+    fn install() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db (install mariadb-server)");
+        assert!(status.success(), "mariadb-install-db failed");
+        Self {
+            dir,
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Starts the server and waits until it answers.
+    async fn start(&mut self) {
+        let path = self.dir.path();
+        let child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
+            .args(["--skip-name-resolve", "--innodb-buffer-pool-size=32M"])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--datadir={}", path.join("data").display()))
+            .arg(format!("--socket={}", path.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", path.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", path.join("error.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        self.child = Some(child);
+        self.wait_until_up(path).await;
+    }
+
+    async fn wait_until_up(&self, path: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while MySqlConnection::connect(&self.url("")).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not start; see {}",
+                path.join("error.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: the server vanishes the way a crashed host does.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits for `load` to serve the session again, or panics after `within`.
+async fn wait_for_session(store: &dyn SessionStore, id: &SessionId, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(_)) = store.load(id).await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the store did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_while_the_database_is_down_and_recover_without_a_restart() {
+    let mut server = PrivateMariadb::install();
+    server.start().await;
+    let mut admin = MySqlConnection::connect(&server.url("")).await.unwrap();
+    sqlx::query("CREATE DATABASE test")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    drop(admin);
+    let mut config = config_for(&server.url("test"), "sessions");
+    config.timeout = ConfigDuration::secs(1);
+    let store = open(&config, false).await;
+    let id = new_id();
+    let written = store
+        .update(&id, &conformance::patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+
+    server.kill();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(store.load(&id).await.is_err(), "load with the server down");
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "a call hung for {:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    assert!(
+        store
+            .update(&id, &conformance::patch(json!({"x": 1})))
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_millis(2_500));
+
+    server.start().await;
+    wait_for_session(store.as_ref(), &id, Duration::from_secs(20)).await;
+    let loaded = store
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("session after restart");
+    assert_eq!(loaded.data, written.data);
+    store
+        .update(&id, &conformance::patch(json!({"back": true})))
+        .await
+        .expect("updates work again");
+}

@@ -1,0 +1,86 @@
+//! The store conformance suite against a Redis Cluster of three masters.
+//!
+//! The project's test script starts the cluster on local ports (see
+//! `scripts/services/redis.sh`) and names its seed nodes, comma-separated, in
+//! `SESSIONGATE_TEST_REDIS_CLUSTER`.
+
+mod conformance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sessiongate::config::ConfigDuration;
+use sessiongate::store::redis::{RedisConfig, RedisStore};
+use sessiongate::store::{Instrumented, SessionId, SessionStore};
+
+fn seeds() -> Vec<String> {
+    let seeds = std::env::var("SESSIONGATE_TEST_REDIS_CLUSTER").unwrap_or_default();
+    let seeds: Vec<String> = seeds
+        .split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .map(String::from)
+        .collect();
+    assert!(
+        !seeds.is_empty(),
+        "SESSIONGATE_TEST_REDIS_CLUSTER is not set: run the project's test script, which starts \
+         a 3-master Redis Cluster (scripts/services/redis.sh, ensure_redis_cluster) and sets it"
+    );
+    seeds
+}
+
+fn unique_prefix() -> String {
+    let id = SessionId::generate().expect("OS CSPRNG");
+    format!("sgtest:{}:", &id.as_str()[..12])
+}
+
+async fn connect(prefix: String) -> RedisStore {
+    let config = RedisConfig {
+        urls: seeds(),
+        cluster: true,
+        prefix,
+        timeout: ConfigDuration::secs(2),
+        ..RedisConfig::default()
+    };
+    RedisStore::connect(&config, false)
+        .await
+        .expect("a valid Redis Cluster configuration")
+}
+
+async fn make_store() -> Arc<dyn SessionStore> {
+    let store = connect(unique_prefix()).await;
+    Arc::new(Instrumented::new(Arc::new(store), Duration::from_secs(2)))
+}
+
+conformance::suite!();
+
+/// Sessions spread over the masters: the store really uses the cluster.
+#[tokio::test]
+async fn sessions_land_on_every_master() {
+    let prefix = unique_prefix();
+    let store = connect(prefix.clone()).await;
+    for _ in 0..30 {
+        let id = SessionId::generate().unwrap();
+        store
+            .update(&id, &conformance::patch(json!({"k": 1})))
+            .await
+            .unwrap();
+    }
+    let mut total = 0;
+    for seed in seeds() {
+        let mut conn = redis::Client::open(seed.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a seed node answers");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty(), "no session on {seed}");
+        total += keys.len();
+    }
+    assert_eq!(total, 30);
+}
