@@ -219,3 +219,32 @@ async fn an_unreachable_endpoint_at_start_up_is_reported_by_ping() {
     let message = connect_error(DynamoStore::connect(&config, false).await);
     assert!(message.starts_with("store.aws.endpoint:"), "{message}");
 }
+
+/// Two gateways on one table: their updates of one session race through the
+/// compare-and-set (updates within one gateway take turns locally).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_from_two_gateways_lose_nothing() {
+    const PER_GATEWAY: usize = 10;
+    let config = config(None);
+    let gateways = [
+        instrumented(&config, false).await,
+        instrumented(&config, false).await,
+    ];
+    let id = SessionId::generate().unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..2 * PER_GATEWAY {
+        let store = gateways[n % 2].clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let change = conformance::patch(json!({ format!("k{n}"): n }));
+            store.update(&id, &change).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task").expect("update");
+    }
+    let loaded = gateways[0].load(&id).await.unwrap().expect("session");
+    assert_eq!(loaded.data.len(), 2 * PER_GATEWAY, "{:?}", loaded.data);
+    let item = raw_item(&config, &id).await.unwrap();
+    assert_eq!(number(&item, "version"), 2 * PER_GATEWAY as u64);
+}

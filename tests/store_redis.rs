@@ -10,6 +10,7 @@
 mod conformance;
 
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -210,6 +211,10 @@ async fn two_gateways_lose_no_update() {
 struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
+    /// `--port`, or `--tls-port` for a TLS-only server.
+    port_flag: &'static str,
+    /// Arguments beyond the defaults (TLS settings).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -222,6 +227,8 @@ impl PrivateRedis {
         Self {
             port,
             dir: tempfile::tempdir().expect("a temporary directory"),
+            port_flag: "--port",
+            extra: Vec::new(),
             child: None,
         }
     }
@@ -239,9 +246,10 @@ impl PrivateRedis {
     fn start(&mut self) {
         let port = self.port.to_string();
         let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args([self.port_flag, &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--dir"])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on the PATH (the project's test script installs it)");
@@ -387,4 +395,149 @@ async fn a_bad_url_is_a_configuration_error_naming_store_url() {
         Err(error) => error.to_string(),
     };
     assert!(error.starts_with("store.url"), "{error}");
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl on the PATH");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// A throwaway CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it
+/// (`server.pem`, `server.key`), in `dir`.
+fn make_certificates(dir: &Path) {
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    let key = ["-newkey", "rsa:2048", "-nodes"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=sessiongate test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"],
+            &key[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// `rediss://` end to end against a TLS-only `redis-server`. The store trusts
+/// the system roots, so a child process of this test binary runs the client
+/// with `SSL_CERT_FILE` naming a throwaway CA (changing the environment of
+/// this threaded process would not be safe).
+#[test]
+fn rediss_urls_connect_over_tls() {
+    let mut redis = PrivateRedis::on_free_port();
+    let dir = redis.dir.path().to_path_buf();
+    make_certificates(&dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    redis.port_flag = "--tls-port";
+    redis.extra = vec![
+        "--port".into(),
+        "0".into(),
+        "--tls-cert-file".into(),
+        file("server.pem"),
+        "--tls-key-file".into(),
+        file("server.key"),
+        "--tls-ca-cert-file".into(),
+        file("ca.pem"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ];
+    redis.start();
+    let output = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", "tls_client", "--ignored", "--nocapture"])
+        .env("SSL_CERT_FILE", file("ca.pem"))
+        .env(
+            "SESSIONGATE_TEST_TLS_URL",
+            format!("rediss://127.0.0.1:{}", redis.port),
+        )
+        .output()
+        .expect("the test binary runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && report.contains("1 passed"),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The client half of `rediss_urls_connect_over_tls`.
+#[tokio::test]
+#[ignore = "run by rediss_urls_connect_over_tls, with SSL_CERT_FILE set"]
+async fn tls_client() {
+    let url = std::env::var("SESSIONGATE_TEST_TLS_URL").expect("set by the parent test");
+    let store = connect(url, unique_prefix(), Duration::from_secs(2)).await;
+    store.ping().await.expect("PING over TLS");
+    let id = new_id();
+    let record = store
+        .update(&id, &conformance::patch(json!({"tls": true})))
+        .await
+        .expect("update over TLS");
+    assert_eq!(store.load(&id).await.unwrap().unwrap().data, record.data);
+}
+
+/// Username and password come from the URL (Redis 6 ACL users).
+#[tokio::test]
+async fn credentials_come_from_the_url() {
+    let mut redis = PrivateRedis::on_free_port();
+    redis.extra = vec!["--user".into(), "ada on >s3cret ~* +@all".into()];
+    redis.extra.extend(["--requirepass".into(), "other".into()]);
+    redis.start();
+    let url = |auth: &str| format!("redis://{auth}@127.0.0.1:{}", redis.port);
+    let timeout = Duration::from_secs(1);
+    let store = connect(url("ada:s3cret"), unique_prefix(), timeout).await;
+    store.ping().await.expect("PING as ada");
+    let wrong = connect(url("ada:wrong"), unique_prefix(), timeout).await;
+    assert!(wrong.ping().await.is_err(), "a wrong password was accepted");
 }

@@ -24,6 +24,13 @@ pub struct IncomingCookie {
     pub last_chunk: usize,
 }
 
+impl IncomingCookie {
+    /// The client holds some part of a session cookie.
+    pub fn is_present(&self) -> bool {
+        self.value.is_some() || self.last_chunk > 0
+    }
+}
+
 /// Which chunk of the session cookie `pair_name` is, if it is one.
 fn chunk_index(pair_name: &str, name: &str) -> Option<usize> {
     let rest = pair_name.strip_prefix(name)?;

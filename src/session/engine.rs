@@ -267,7 +267,7 @@ impl Engine {
             false
         };
         if !write {
-            if is_new {
+            if is_new && incoming.is_present() {
                 // Whatever the client holds did not open: let it go.
                 expire_chunks(response, writer, &self.cookie.name, 0, incoming.last_chunk);
             }
@@ -343,7 +343,7 @@ impl Engine {
             }
             record
         } else if is_new {
-            if incoming.value.is_some() {
+            if incoming.is_present() {
                 expire_chunks(response, writer, &self.cookie.name, 0, incoming.last_chunk);
             }
             return Ok(());
