@@ -397,77 +397,36 @@ async fn a_bad_url_is_a_configuration_error_naming_store_url() {
     assert!(error.starts_with("store.url"), "{error}");
 }
 
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` with the space-separated `args` in `dir`.
+fn openssl(dir: &Path, args: &str) {
     let status = Command::new("openssl")
-        .args(args)
+        .args(args.split_whitespace())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .expect("openssl on the PATH");
-    assert!(status.success(), "openssl {args:?} failed");
+    assert!(status.success(), "openssl {args} failed");
 }
 
 /// A throwaway CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it
 /// (`server.pem`, `server.key`), in `dir`.
 fn make_certificates(dir: &Path) {
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
-    let key = ["-newkey", "rsa:2048", "-nodes"];
+    let key = "-newkey rsa:2048 -nodes";
     openssl(
         dir,
-        &[
-            &["req", "-x509"],
-            &key[..],
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=sessiongate test CA",
-            ],
-        ]
-        .concat(),
+        &format!("req -x509 {key} -days 1 -keyout ca.key -out ca.pem -subj /CN=test-ca"),
     );
     openssl(
         dir,
-        &[
-            &["req"],
-            &key[..],
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat(),
+        &format!("req {key} -keyout server.key -out server.csr -subj /CN=127.0.0.1"),
     );
     openssl(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+         -extfile san.ext -out server.pem",
     );
 }
 
@@ -530,10 +489,14 @@ async fn tls_client() {
 /// Username and password come from the URL (Redis 6 ACL users).
 #[tokio::test]
 async fn credentials_come_from_the_url() {
-    let mut redis = PrivateRedis::on_free_port();
-    redis.extra = vec!["--user".into(), "ada on >s3cret ~* +@all".into()];
-    redis.extra.extend(["--requirepass".into(), "other".into()]);
-    redis.start();
+    let redis = PrivateRedis::started();
+    let mut admin = raw(&redis.url()).await;
+    let mut acl = redis::cmd("ACL");
+    acl.arg(&["SETUSER", "ada", "on", ">s3cret", "~*", "+@all"][..]);
+    let _: () = query(&mut admin, &mut acl).await;
+    let mut default = redis::cmd("ACL");
+    default.arg(&["SETUSER", "default", "off"][..]);
+    let _: () = query(&mut admin, &mut default).await;
     let url = |auth: &str| format!("redis://{auth}@127.0.0.1:{}", redis.port);
     let timeout = Duration::from_secs(1);
     let store = connect(url("ada:s3cret"), unique_prefix(), timeout).await;

@@ -243,7 +243,8 @@ impl Statements {
             lock: format!("SELECT `data`, `expires` FROM {t} WHERE `session_id` = ? FOR UPDATE")
                 .into(),
             // Parameters are bound twice instead of using VALUES(), which
-            // MySQL 8 deprecates and MariaDB's replacement syntax lacks.
+            // MySQL 8.0.20 deprecates in favour of an alias syntax that
+            // MariaDB does not have.
             upsert: format!(
                 "INSERT INTO {t} (`session_id`, `expires`, `data`) VALUES (?, ?, ?) \
                  ON DUPLICATE KEY UPDATE `expires` = ?, `data` = ?"
