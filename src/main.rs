@@ -37,6 +37,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
     },
+    /// Run only the built-in echo backend (the demo's upstream), e.g. behind a gateway in docker compose.
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+    },
     /// Probe the admin /healthz endpoint and exit 0 when it answers 200 (for container health checks).
     Healthcheck {
         /// The URL to probe; by default the configuration's admin.listen.
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => demo(listen, admin_listen),
+        Command::Echo { listen } => echo(listen),
         Command::Healthcheck { url } => healthcheck(&cli.config, url),
     };
     match result {
@@ -150,6 +156,20 @@ fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), ConfigError>
         eprintln!("sessiongate demo: open http://{listen}/ (echo backend on {backend_addr}; admin on {admin_listen})");
         eprintln!("sessiongate demo: try  curl -c jar -b jar 'http://{listen}/login?update=%7B%22user%22%3A%22ada%22%7D'");
         sessiongate::app::run(config, secrets, sessiongate::server::shutdown::signal()).await
+    })
+}
+
+fn echo(listen: SocketAddr) -> Result<(), ConfigError> {
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ConfigError(format!("cannot listen on {listen}: {e}")))?;
+        eprintln!("sessiongate echo: backend on http://{listen}/");
+        tokio::select! {
+            () = sessiongate::demo::serve(listener) => {}
+            () = sessiongate::server::shutdown::signal() => {}
+        }
+        Ok(())
     })
 }
 

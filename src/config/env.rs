@@ -15,10 +15,8 @@ pub fn substitute(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
     match value {
-        Value::String(text) => {
-            if text.contains("${") {
-                *text = substitute_str(text, lookup)?;
-            }
+        Value::String(text) if text.contains("${") => {
+            *text = substitute_str(text, lookup)?;
         }
         Value::Array(items) => {
             for item in items {

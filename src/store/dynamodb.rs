@@ -885,9 +885,14 @@ impl Layout {
 /// operator chooses the other names.
 #[derive(Default)]
 struct Placeholders {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+    names: Names,
+    values: Values,
 }
+
+/// Expression attribute names: placeholder to attribute name.
+type Names = HashMap<String, String>;
+/// Expression attribute values: placeholder to value.
+type Values = HashMap<String, AttributeValue>;
 
 impl Placeholders {
     fn name(&mut self, attribute: &str) -> String {
@@ -906,12 +911,7 @@ impl Placeholders {
     }
 
     /// The maps for the request; DynamoDB refuses empty ones, hence `None`.
-    fn into_parts(
-        self,
-    ) -> (
-        Option<HashMap<String, String>>,
-        Option<HashMap<String, AttributeValue>>,
-    ) {
+    fn into_parts(self) -> (Option<Names>, Option<Values>) {
         (
             (!self.names.is_empty()).then_some(self.names),
             (!self.values.is_empty()).then_some(self.values),

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it. It brings up what the
+# tests need when nothing answers: Redis (and a 3-master Redis Cluster),
+# MariaDB, and moto's DynamoDB server, under .test-services/. It never stops
+# or reconfigures services that were already running.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh --test proxy    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SERVICES_DIR=${SERVICES_DIR:-$PWD/.test-services}
+mkdir -p "$SERVICES_DIR"
+
+for service in scripts/services/*.sh; do
+  # shellcheck source=/dev/null
+  source "$service"
+done
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "services"
+ensure_redis
+ensure_redis_cluster
+ensure_mysql
+ensure_moto
+env | grep '^SESSIONGATE_TEST_' | sort
+
+for check in scripts/checks/*.sh; do
+  [ -e "$check" ] || continue
+  step "check: $check"
+  bash "$check"
+done
+
+step "cargo test"
+cargo test --locked "$@"
