@@ -8,16 +8,17 @@
 //! `mariadbd` instead, because it kills it.
 
 mod conformance;
+mod support;
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
 use sessiongate::config::ConfigDuration;
+use support::servers::PrivateMariadb;
 use sessiongate::store::mysql::{MysqlConfig, MysqlStore};
 use sessiongate::store::{
     Change, Instrumented, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
@@ -347,82 +348,6 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// A private `mariadbd` in a temporary directory, killed when dropped.
-struct PrivateMariadb {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateMariadb {
-    fn install() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let status = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--user=root", "--skip-test-db"])
-            .arg("--auth-root-authentication-method=normal")
-            .arg(format!("--datadir={}", dir.path().join("data").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mariadb-install-db (install mariadb-server)");
-        assert!(status.success(), "mariadb-install-db failed");
-        Self {
-            dir,
-            port: free_port(),
-            child: None,
-        }
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
-    }
-
-    /// Starts the server and waits until it answers.
-    async fn start(&mut self) {
-        let path = self.dir.path();
-        let child = Command::new("mariadbd")
-            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
-            .args(["--skip-name-resolve", "--innodb-buffer-pool-size=32M"])
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--datadir={}", path.join("data").display()))
-            .arg(format!("--socket={}", path.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", path.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", path.join("error.log").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mariadbd");
-        self.child = Some(child);
-        self.wait_until_up(path).await;
-    }
-
-    async fn wait_until_up(&self, path: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while MySqlConnection::connect(&self.url("")).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mariadbd did not start; see {}",
-                path.join("error.log").display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGKILL: the server vanishes the way a crashed host does.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateMariadb {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Waits for `load` to serve the session again, or panics after `within`.

@@ -8,15 +8,17 @@
 //! start their own `redis-server` on a free port.
 
 mod conformance;
+mod support;
 
-use std::net::{TcpListener, TcpStream};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sessiongate::config::ConfigDuration;
+use support::servers::PrivateRedis;
 use sessiongate::store::redis::{RedisConfig, RedisStore};
 use sessiongate::store::{
     Instrumented, SessionId, SessionRecord, SessionStore, StoreError, now_millis,
@@ -207,83 +209,15 @@ async fn two_gateways_lose_no_update() {
     assert_eq!(loaded.data.len(), 40, "{:?}", loaded.data.keys());
 }
 
-/// A `redis-server` of the test's own on a fixed free port, killed on drop.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    /// `--port`, or `--tls-port` for a TLS-only server.
-    port_flag: &'static str,
-    /// Arguments beyond the defaults (TLS settings).
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn on_free_port() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        Self {
-            port,
-            dir: tempfile::tempdir().expect("a temporary directory"),
-            port_flag: "--port",
-            extra: Vec::new(),
-            child: None,
-        }
-    }
-
-    fn started() -> Self {
-        let mut redis = Self::on_free_port();
-        redis.start();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([self.port_flag, &port, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--dir"])
-            .arg(self.dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (the project's test script installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// How many times each command has run, from `INFO commandstats`.
-    async fn calls(&self, command: &str) -> u64 {
-        let mut conn = raw(&self.url()).await;
-        let info: String = query(&mut conn, redis::cmd("INFO").arg("commandstats")).await;
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .and_then(|rest| rest.split(',').next())
-            .map_or(0, |calls| calls.parse().expect("a call count"))
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// How many times each command has run, from `INFO commandstats`.
+async fn calls(redis: &PrivateRedis, command: &str) -> u64 {
+    let mut conn = raw(&redis.url()).await;
+    let info: String = query(&mut conn, redis::cmd("INFO").arg("commandstats")).await;
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a call count"))
 }
 
 #[tokio::test]
@@ -302,7 +236,7 @@ async fn touch_is_one_pexpireat_and_never_a_rewrite() {
     let writes = ["set", "eval", "evalsha", "pexpireat"];
     let mut counts = Vec::new();
     for command in writes {
-        counts.push(redis.calls(command).await);
+        counts.push(calls(&redis, command).await);
     }
 
     let later = record.expires_at + 3_600_000;
@@ -310,7 +244,7 @@ async fn touch_is_one_pexpireat_and_never_a_rewrite() {
 
     let mut deltas = Vec::new();
     for (command, count) in writes.iter().zip(&counts) {
-        deltas.push(redis.calls(command).await - count);
+        deltas.push(calls(&redis, command).await - count);
     }
     assert_eq!(deltas, [0, 0, 0, 1], "calls of {writes:?} during a touch");
     let after: Vec<u8> = query(&mut conn, redis::cmd("GET").arg(&key)).await;

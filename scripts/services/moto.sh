@@ -111,6 +111,6 @@ ensure_moto() {
 stop_moto() {
     local dir=${SERVICES_DIR:-}
     [ -n "$dir" ] && [ -f "$dir/moto.pid" ] || return 0
-    kill "$(cat "$dir/moto.pid")" 2>/dev/null
+    kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
     rm -f "$dir/moto.pid" "$dir/moto.port"
 }
