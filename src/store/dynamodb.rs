@@ -331,7 +331,7 @@ impl DynamoStore {
             table = %self.table,
             region = %self.region,
             %error,
-            "DynamoDB did not answer at start-up; starting anyway, /readyz reports 503 until it does"
+            "DynamoDB could not be used at start-up (unreachable, or no credentials found); starting anyway, /readyz reports 503 until it answers"
         );
         Ok(self)
     }
