@@ -10,15 +10,31 @@ async fn health_readiness_and_metrics_answer_on_the_admin_port_only() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, "store:\n  type: memory\n").await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"user": "ada"})).await;
+    client
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
     client.get(&gateway.url("/?destroy=1")).await;
     let mut stranger = TestClient::new();
     stranger.jar.insert("sid".into(), "forged.value".into());
     stranger.get(&gateway.url("/")).await;
 
     let admin = TestClient::new();
-    assert_eq!(admin.try_get(&gateway.admin_url("/healthz")).await.unwrap().status, 200);
-    assert_eq!(admin.try_get(&gateway.admin_url("/readyz")).await.unwrap().status, 200);
+    assert_eq!(
+        admin
+            .try_get(&gateway.admin_url("/healthz"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .try_get(&gateway.admin_url("/readyz"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let metrics = admin.try_get(&gateway.admin_url("/metrics")).await.unwrap();
     let text = String::from_utf8_lossy(&metrics.body);
     for line in [
@@ -31,11 +47,17 @@ async fn health_readiness_and_metrics_answer_on_the_admin_port_only() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    for name in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for name in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         assert!(name.starts_with("sessiongate_"), "{name}");
     }
     let public = admin.try_get(&gateway.url("/metrics")).await.unwrap();
-    assert!(String::from_utf8_lossy(&public.body).contains("\"path\""), "/metrics on the public port goes upstream");
+    assert!(
+        String::from_utf8_lossy(&public.body).contains("\"path\""),
+        "/metrics on the public port goes upstream"
+    );
 }
 
 #[tokio::test]
@@ -48,7 +70,11 @@ async fn healthcheck_subcommand_probes_the_admin_port() {
         .unwrap();
     assert!(ok.status.success(), "{ok:?}");
     let dead = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-        .args(["healthcheck", "--url", &format!("http://127.0.0.1:{}/healthz", support::free_port())])
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://127.0.0.1:{}/healthz", support::free_port()),
+        ])
         .output()
         .unwrap();
     assert!(!dead.status.success());

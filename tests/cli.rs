@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 fn sessiongate(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
-    command.args(args).env_remove("SESSION_SECRET").env_remove("SESSION_PREVIOUS_SECRETS").env_remove("CONFIG");
+    command
+        .args(args)
+        .env_remove("SESSION_SECRET")
+        .env_remove("SESSION_PREVIOUS_SECRETS")
+        .env_remove("CONFIG");
     if let Some(text) = config {
         let path = dir.path().join("gateway.yaml");
         std::fs::write(&path, text).unwrap();
@@ -27,7 +31,8 @@ const SECRET: (&str, &str) = ("SESSION_SECRET", support::SECRET);
 
 #[test]
 fn check_accepts_the_example_configuration() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml")).unwrap();
     let output = sessiongate(&["check"], Some(&example), &[SECRET]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
@@ -36,8 +41,17 @@ fn check_accepts_the_example_configuration() {
 fn a_missing_secret_is_refused_naming_session_secret() {
     let output = sessiongate(&["check"], Some(""), &[]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("SESSION_SECRET"), "{}", stderr(&output));
-    assert_eq!(stderr(&output).lines().count(), 1, "one clear line: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("SESSION_SECRET"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        stderr(&output).lines().count(),
+        1,
+        "one clear line: {}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -52,15 +66,27 @@ fn unknown_keys_and_bad_values_name_the_key() {
     let output = sessiongate(&["check"], Some("session:\n  tll: 5m\n"), &[SECRET]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("tll"), "{}", stderr(&output));
-    let output = sessiongate(&["check"], Some("limits:\n  drain_timeout: soon\n"), &[SECRET]);
-    assert!(stderr(&output).contains("limits.drain_timeout"), "{}", stderr(&output));
+    let output = sessiongate(
+        &["check"],
+        Some("limits:\n  drain_timeout: soon\n"),
+        &[SECRET],
+    );
+    assert!(
+        stderr(&output).contains("limits.drain_timeout"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn the_run_command_fails_before_listening_on_a_bad_config() {
     let output = sessiongate(&[], Some("upstream:\n  url: nowhere\n"), &[SECRET]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("upstream.url"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("upstream.url"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -13,11 +13,17 @@ use support::{Gateway, TestClient, Upstream, encode};
 fn unique(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).unwrap();
-    format!("{prefix}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "{prefix}{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 fn redis_store(url: &str, prefix: &str) -> String {
@@ -31,15 +37,32 @@ fn mysql_store(url: &str, table: &str) -> String {
 /// Login, update, regenerate (old cookie dead), destroy.
 async fn session_lifecycle(gateway: &Gateway) {
     let mut client = TestClient::new();
-    client.update(&gateway.url("/login"), &json!({"user": "ada", "cart": []})).await;
-    assert_eq!(client.get(&gateway.url("/")).await.session(), json!({"user": "ada", "cart": []}));
+    client
+        .update(&gateway.url("/login"), &json!({"user": "ada", "cart": []}))
+        .await;
+    assert_eq!(
+        client.get(&gateway.url("/")).await.session(),
+        json!({"user": "ada", "cart": []})
+    );
     let before = client.jar.clone();
-    let regenerated = client.get(&gateway.url(&format!("/?regenerate=1&update={}", encode(r#"{"cart":[1]}"#)))).await;
+    let regenerated = client
+        .get(&gateway.url(&format!(
+            "/?regenerate=1&update={}",
+            encode(r#"{"cart":[1]}"#)
+        )))
+        .await;
     assert_eq!(regenerated.status, 200);
     let mut old = TestClient::new();
     old.jar = before;
-    assert_eq!(old.get(&gateway.url("/")).await.session(), json!({}), "the old id stops working");
-    assert_eq!(client.get(&gateway.url("/")).await.session(), json!({"user": "ada", "cart": [1]}));
+    assert_eq!(
+        old.get(&gateway.url("/")).await.session(),
+        json!({}),
+        "the old id stops working"
+    );
+    assert_eq!(
+        client.get(&gateway.url("/")).await.session(),
+        json!({"user": "ada", "cart": [1]})
+    );
     client.get(&gateway.url("/?destroy=1")).await;
     assert_eq!(client.get(&gateway.url("/")).await.session(), json!({}));
 }
@@ -47,10 +70,15 @@ async fn session_lifecycle(gateway: &Gateway) {
 /// 40 concurrent updates of one session spread over `gateways`: none lost.
 async fn concurrent_updates_across(gateways: &[&Gateway]) {
     let mut client = TestClient::new();
-    client.update(&gateways[0].url("/"), &json!({"seed": true})).await;
+    client
+        .update(&gateways[0].url("/"), &json!({"seed": true}))
+        .await;
     let mut tasks = Vec::new();
     for n in 0..40 {
-        let url = gateways[n % gateways.len()].url(&format!("/?update={}", encode(&json!({ format!("k{n}"): n }).to_string())));
+        let url = gateways[n % gateways.len()].url(&format!(
+            "/?update={}",
+            encode(&json!({ format!("k{n}"): n }).to_string())
+        ));
         let jar = client.jar.clone();
         tasks.push(tokio::spawn(async move {
             let mut writer = TestClient::new();
@@ -61,24 +89,46 @@ async fn concurrent_updates_across(gateways: &[&Gateway]) {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    let session = client.get(&gateways[1 % gateways.len()].url("/")).await.session();
-    assert_eq!(session.as_object().unwrap().len(), 41, "lost updates: {session}");
+    let session = client
+        .get(&gateways[1 % gateways.len()].url("/"))
+        .await
+        .session();
+    assert_eq!(
+        session.as_object().unwrap().len(),
+        41,
+        "lost updates: {session}"
+    );
 }
 
 /// While the store is down: 503 quickly, no cookie change, /readyz 503.
 async fn outage_is_a_fast_503(gateway: &Gateway, client: &mut TestClient) {
     let jar = client.jar.clone();
     let started = Instant::now();
-    let response = client.update(&gateway.url("/"), &json!({"during": "outage"})).await;
+    let response = client
+        .update(&gateway.url("/"), &json!({"during": "outage"}))
+        .await;
     assert_eq!(response.status, 503);
-    assert!(started.elapsed() < Duration::from_secs(5), "503 within a few seconds, took {:?}", started.elapsed());
-    assert!(response.set_cookies().is_empty(), "the cookie is left alone");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "503 within a few seconds, took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        response.set_cookies().is_empty(),
+        "the cookie is left alone"
+    );
     assert_eq!(client.jar, jar);
     let read = client.get(&gateway.url("/")).await;
     assert_eq!(read.status, 503);
-    let ready = TestClient::new().try_get(&gateway.admin_url("/readyz")).await.unwrap();
+    let ready = TestClient::new()
+        .try_get(&gateway.admin_url("/readyz"))
+        .await
+        .unwrap();
     assert_eq!(ready.status, 503);
-    let health = TestClient::new().try_get(&gateway.admin_url("/healthz")).await.unwrap();
+    let health = TestClient::new()
+        .try_get(&gateway.admin_url("/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status, 200, "the process still serves");
 }
 
@@ -91,10 +141,17 @@ async fn recovers(gateway: &Gateway, client: &mut TestClient, expected: serde_js
             assert_eq!(response.session(), expected);
             break;
         }
-        assert!(Instant::now() < deadline, "the gateway did not recover: {}", response.status);
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not recover: {}",
+            response.status
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ready = TestClient::new().try_get(&gateway.admin_url("/readyz")).await.unwrap();
+    let ready = TestClient::new()
+        .try_get(&gateway.admin_url("/readyz"))
+        .await
+        .unwrap();
     assert_eq!(ready.status, 200);
 }
 
@@ -118,10 +175,15 @@ async fn two_gateways_sharing_one_redis_lose_no_update() {
 
 #[tokio::test]
 async fn a_redis_cluster_serves_sessions_through_the_gateway() {
-    let seeds = std::env::var("SESSIONGATE_TEST_REDIS_CLUSTER").expect("SESSIONGATE_TEST_REDIS_CLUSTER: run scripts/test.sh");
+    let seeds = std::env::var("SESSIONGATE_TEST_REDIS_CLUSTER")
+        .expect("SESSIONGATE_TEST_REDIS_CLUSTER: run scripts/test.sh");
     let urls: Vec<String> = seeds.split(',').map(|s| format!("\"{s}\"")).collect();
     let upstream = Upstream::start().await;
-    let store = format!("store:\n  type: redis\n  cluster: true\n  urls: [{}]\n  prefix: \"{}\"\n", urls.join(", "), unique("sgbb:"));
+    let store = format!(
+        "store:\n  type: redis\n  cluster: true\n  urls: [{}]\n  prefix: \"{}\"\n",
+        urls.join(", "),
+        unique("sgbb:")
+    );
     let first = Gateway::start(&upstream, &store).await;
     let second = Gateway::start(&upstream, &store).await;
     session_lifecycle(&first).await;
@@ -134,10 +196,14 @@ async fn a_redis_outage_gives_503s_and_heals_without_a_restart() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, &redis_store(&redis.url(), "sess:")).await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"user": "ada"})).await;
+    client
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
 
     // A clean shutdown writes the dataset to disk, so the same data comes back.
-    let _ = std::process::Command::new("redis-cli").args(["-p", &redis.port.to_string(), "shutdown", "save"]).status();
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "shutdown", "save"])
+        .status();
     redis.kill();
     outage_is_a_fast_503(&gateway, &mut client).await;
     redis.start();
@@ -147,7 +213,10 @@ async fn a_redis_outage_gives_503s_and_heals_without_a_restart() {
 #[tokio::test]
 async fn mysql_sessions_through_the_gateway() {
     let upstream = Upstream::start().await;
-    let url = env_or("SESSIONGATE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
+    let url = env_or(
+        "SESSIONGATE_TEST_MYSQL_URL",
+        "mysql://root@127.0.0.1:3306/test",
+    );
     let table = unique("sgbb_");
     let first = Gateway::start(&upstream, &mysql_store(&url, &table)).await;
     let second = Gateway::start(&upstream, &mysql_store(&url, &table)).await;
@@ -162,7 +231,9 @@ async fn a_mysql_outage_gives_503s_and_heals_without_a_restart() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, &mysql_store(&mariadb.url("mysql"), "sessions")).await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"user": "ada"})).await;
+    client
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
 
     mariadb.kill();
     outage_is_a_fast_503(&gateway, &mut client).await;

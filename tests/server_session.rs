@@ -13,22 +13,43 @@ async fn the_cookie_is_a_signed_id_and_the_data_stays_on_the_server() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, "store:\n  type: memory\n").await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"secret_plan": "world domination"})).await;
+    client
+        .update(
+            &gateway.url("/"),
+            &json!({"secret_plan": "world domination"}),
+        )
+        .await;
     let cookie = client.jar["sid"].clone();
-    assert!(!cookie.contains("world") && !cookie.starts_with("v1."), "{cookie}");
+    assert!(
+        !cookie.contains("world") && !cookie.starts_with("v1."),
+        "{cookie}"
+    );
     let (id, mac) = cookie.split_once('.').expect("id.mac");
     assert!(id.len() >= 22 && mac.len() >= 22);
-    assert_eq!(client.get(&gateway.url("/")).await.session(), json!({"secret_plan": "world domination"}));
+    assert_eq!(
+        client.get(&gateway.url("/")).await.session(),
+        json!({"secret_plan": "world domination"})
+    );
 }
 
 #[tokio::test]
 async fn an_unmodified_session_is_touched_at_most_once_per_interval() {
     let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "store:\n  type: memory\nsession:\n  touch_interval: 1s\n").await;
+    let gateway = Gateway::start(
+        &upstream,
+        "store:\n  type: memory\nsession:\n  touch_interval: 1s\n",
+    )
+    .await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"user": "ada"})).await;
+    client
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
     let metrics = || async {
-        let text = TestClient::new().try_get(&gateway.admin_url("/metrics")).await.unwrap().body;
+        let text = TestClient::new()
+            .try_get(&gateway.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .body;
         let text = String::from_utf8_lossy(&text).to_string();
         text.lines()
             .find(|l| l.starts_with("sessiongate_store_operation_duration_seconds_count{store=\"memory\",operation=\"touch\"}"))
@@ -42,7 +63,11 @@ async fn an_unmodified_session_is_touched_at_most_once_per_interval() {
     assert_eq!(metrics().await, 0, "no touch inside the interval");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let touched = client.get(&gateway.url("/")).await;
-    assert_eq!(touched.set_cookies().len(), 1, "the cookie's Max-Age is refreshed with the touch");
+    assert_eq!(
+        touched.set_cookies().len(),
+        1,
+        "the cookie's Max-Age is refreshed with the touch"
+    );
     client.get(&gateway.url("/")).await;
     assert_eq!(metrics().await, 1, "one touch for the interval");
 }
@@ -52,11 +77,16 @@ async fn concurrent_updates_through_the_gateway_lose_nothing() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, "store:\n  type: memory\n").await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"seed": true})).await;
+    client
+        .update(&gateway.url("/"), &json!({"seed": true}))
+        .await;
     let jar = client.jar.clone();
     let mut tasks = Vec::new();
     for n in 0..40 {
-        let url = gateway.url(&format!("/?update={}", encode(&json!({ format!("k{n}"): n }).to_string())));
+        let url = gateway.url(&format!(
+            "/?update={}",
+            encode(&json!({ format!("k{n}"): n }).to_string())
+        ));
         let jar = jar.clone();
         tasks.push(tokio::spawn(async move {
             let mut writer = TestClient::new();
@@ -74,9 +104,15 @@ async fn concurrent_updates_through_the_gateway_lose_nothing() {
 #[tokio::test]
 async fn rolling_resends_the_cookie_on_every_response() {
     let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "store:\n  type: memory\nsession:\n  rolling: true\n").await;
+    let gateway = Gateway::start(
+        &upstream,
+        "store:\n  type: memory\nsession:\n  rolling: true\n",
+    )
+    .await;
     let mut client = TestClient::new();
-    client.update(&gateway.url("/"), &json!({"user": "ada"})).await;
+    client
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
     for _ in 0..3 {
         assert_eq!(client.get(&gateway.url("/")).await.set_cookies().len(), 1);
     }

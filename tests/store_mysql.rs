@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::json;
 use sessiongate::config::ConfigDuration;
-use support::servers::PrivateMariadb;
 use sessiongate::store::mysql::{MysqlConfig, MysqlStore};
 use sessiongate::store::{
     Change, Instrumented, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
@@ -26,6 +25,7 @@ use sessiongate::store::{
 };
 use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row};
+use support::servers::PrivateMariadb;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 

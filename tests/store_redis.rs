@@ -10,7 +10,6 @@
 mod conformance;
 mod support;
 
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -18,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sessiongate::config::ConfigDuration;
-use support::servers::PrivateRedis;
 use sessiongate::store::redis::{RedisConfig, RedisStore};
 use sessiongate::store::{
     Instrumented, SessionId, SessionRecord, SessionStore, StoreError, now_millis,
 };
+use support::servers::PrivateRedis;
 
 fn redis_url() -> String {
     std::env::var("SESSIONGATE_TEST_REDIS_URL")

@@ -24,7 +24,10 @@ pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 
 /// A free local port (the OS picks it; there is a small race until use).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// The built-in echo backend, in this test process.
@@ -35,7 +38,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
         let task = tokio::spawn(sessiongate::demo::serve(listener));
         Self { addr, task }
@@ -84,12 +89,21 @@ impl GatewayBuilder {
 
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr = self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let addr = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.path().join("gateway.yaml");
         let text = format!("listen: {addr}\nadmin:\n  listen: {admin}\n{}", self.yaml);
         std::fs::write(&config, text).expect("write config");
-        let mut gateway = Gateway { addr, admin, child: None, config, _dir: dir, env: self.env };
+        let mut gateway = Gateway {
+            addr,
+            admin,
+            child: None,
+            config,
+            _dir: dir,
+            env: self.env,
+        };
         gateway.spawn().await;
         gateway
     }
@@ -98,13 +112,22 @@ impl GatewayBuilder {
 impl Gateway {
     /// A gateway with `yaml` and `SESSION_SECRET` set to [`SECRET`].
     pub fn builder(yaml: &str) -> GatewayBuilder {
-        GatewayBuilder { yaml: yaml.to_owned(), env: vec![("SESSION_SECRET".into(), SECRET.into())], listen: None }
+        GatewayBuilder {
+            yaml: yaml.to_owned(),
+            env: vec![("SESSION_SECRET".into(), SECRET.into())],
+            listen: None,
+        }
     }
 
     /// The usual test gateway: `store_yaml` (e.g. `store: {type: memory}`)
     /// in front of `upstream`.
     pub async fn start(upstream: &Upstream, extra_yaml: &str) -> Gateway {
-        Self::builder(&format!("upstream:\n  url: {}\n{extra_yaml}", upstream.url())).start().await
+        Self::builder(&format!(
+            "upstream:\n  url: {}\n{extra_yaml}",
+            upstream.url()
+        ))
+        .start()
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -149,7 +172,11 @@ impl Gateway {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "sessiongate did not become healthy: {}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "sessiongate did not become healthy: {}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -184,7 +211,10 @@ impl Gateway {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running gateway");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         child.wait().expect("wait for sessiongate")
     }
 
@@ -209,7 +239,8 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// What the echo backend saw of the session.
@@ -218,19 +249,29 @@ impl TestResponse {
     }
 
     pub fn session_id(&self) -> String {
-        self.json()["session_id"].as_str().expect("x-session-id reached the backend").to_owned()
+        self.json()["session_id"]
+            .as_str()
+            .expect("x-session-id reached the backend")
+            .to_owned()
     }
 
     /// The values of header `name` the echo backend received.
     pub fn upstream_header(&self, name: &str) -> Vec<String> {
         match &self.json()["headers"][name] {
-            Value::Array(values) => values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Value::Array(values) => values
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         }
     }
 
     pub fn set_cookies(&self) -> Vec<String> {
-        self.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap_or_default().to_owned()).collect()
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .collect()
     }
 }
 
@@ -249,25 +290,35 @@ impl Default for TestClient {
 
 impl TestClient {
     pub fn new() -> Self {
-        Self { http: HyperClient::builder(TokioExecutor::new()).build_http(), jar: BTreeMap::new() }
+        Self {
+            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+            jar: BTreeMap::new(),
+        }
     }
 
     pub async fn get(&mut self, url: &str) -> TestResponse {
-        self.send(Request::get(url).body(Full::default()).expect("request")).await
+        self.send(Request::get(url).body(Full::default()).expect("request"))
+            .await
     }
 
     /// GET with the session instruction `update` for the echo backend.
     pub async fn update(&mut self, base: &str, patch: &Value) -> TestResponse {
-        self.get(&format!("{base}?update={}", encode(&patch.to_string()))).await
+        self.get(&format!("{base}?update={}", encode(&patch.to_string())))
+            .await
     }
 
     /// Sends `request` with the jar's cookies and stores what comes back.
     pub async fn send(&mut self, mut request: Request<Full<Bytes>>) -> TestResponse {
         if !self.jar.is_empty() {
             let line: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            request.headers_mut().append("cookie", line.join("; ").parse().expect("cookie header"));
+            request
+                .headers_mut()
+                .append("cookie", line.join("; ").parse().expect("cookie header"));
         }
-        let response = self.send_raw(request).await.expect("request to the gateway");
+        let response = self
+            .send_raw(request)
+            .await
+            .expect("request to the gateway");
         for line in response.set_cookies() {
             self.store_cookie(&line);
         }
@@ -282,20 +333,30 @@ impl TestClient {
             .map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(TestResponse { status: parts.status, headers: parts.headers, body })
+        Ok(TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     pub async fn try_get(&self, url: &str) -> Result<TestResponse, String> {
-        self.send_raw(Request::get(url).body(Full::default()).expect("request")).await
+        self.send_raw(Request::get(url).body(Full::default()).expect("request"))
+            .await
     }
 
     fn store_cookie(&mut self, line: &str) {
-        let Some((pair, attributes)) = line.split_once(';').or(Some((line, ""))) else { return };
-        let Some((name, value)) = pair.split_once('=') else { return };
+        let Some((pair, attributes)) = line.split_once(';').or(Some((line, ""))) else {
+            return;
+        };
+        let Some((name, value)) = pair.split_once('=') else {
+            return;
+        };
         if attributes.contains("Max-Age=0") {
             self.jar.remove(name.trim());
         } else {
-            self.jar.insert(name.trim().to_owned(), value.trim().to_owned());
+            self.jar
+                .insert(name.trim().to_owned(), value.trim().to_owned());
         }
     }
 }
@@ -303,6 +364,12 @@ impl TestClient {
 /// Percent-encodes a query value.
 pub fn encode(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

@@ -82,7 +82,6 @@ impl Drop for PrivateRedis {
     }
 }
 
-
 /// A private `mariadbd` in a temporary directory, killed when dropped.
 pub struct PrivateMariadb {
     pub dir: tempfile::TempDir,
@@ -158,4 +157,3 @@ impl Drop for PrivateMariadb {
         self.kill();
     }
 }
-
