@@ -107,9 +107,10 @@ impl Gateway {
         let session = self.engine.resolve(request.headers()).await?;
 
         let upgrading = upgrade::requested(request.version(), request.headers());
-        let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
-        let method = request.method().to_string();
-        let path = request.uri().path().to_owned();
+        let client_upgrade = upgrading.then(|| {
+            let label = format!("{} {}", request.method(), request.uri().path());
+            (hyper::upgrade::on(&mut request), label)
+        });
         let mut outgoing = self.upstream_request(request, connection, trusted, https, upgrading)?;
         self.engine
             .prepare_upstream(&session, outgoing.headers_mut());
@@ -120,11 +121,10 @@ impl Gateway {
             .record(started.elapsed().as_secs_f64());
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        match client_upgrade {
-            Some(client) if switching => {
-                upgrade::tunnel(client, hyper::upgrade::on(&mut response), method, path)
-            }
-            _ => {}
+        if let Some((client, label)) = client_upgrade
+            && switching
+        {
+            upgrade::tunnel(client, hyper::upgrade::on(&mut response), label);
         }
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers, switching && upgrading);

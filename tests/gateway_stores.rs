@@ -240,3 +240,18 @@ async fn a_mysql_outage_gives_503s_and_heals_without_a_restart() {
     mariadb.start().await;
     recovers(&gateway, &mut client, json!({"user": "ada"})).await;
 }
+
+#[tokio::test]
+async fn dynamodb_sessions_through_the_gateway() {
+    let endpoint = std::env::var("SESSIONGATE_TEST_DYNAMODB_ENDPOINT")
+        .expect("SESSIONGATE_TEST_DYNAMODB_ENDPOINT: run scripts/test.sh, which starts moto");
+    let upstream = Upstream::start().await;
+    let store = format!(
+        "store:\n  type: dynamodb\n  table: {}\n  hash_key: pk\n  sort_key: sk\n  create_table: true\n  aws:\n    endpoint: {endpoint}\n    region: eu-central-1\n    access_key_id: test\n    secret_access_key: test\n",
+        unique("sgbb-")
+    );
+    let first = Gateway::start(&upstream, &store).await;
+    let second = Gateway::start(&upstream, &store).await;
+    session_lifecycle(&first).await;
+    concurrent_updates_across(&[&first, &second]).await;
+}

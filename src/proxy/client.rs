@@ -49,7 +49,7 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout.get()));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_client_config())
+            .with_tls_config(tls_client_config()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -115,7 +115,7 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// TLS for https upstreams: the system's trusted roots, ring as the provider.
-fn tls_client_config() -> rustls::ClientConfig {
+fn tls_client_config() -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
@@ -126,13 +126,9 @@ fn tls_client_config() -> rustls::ClientConfig {
         tracing::warn!("no system root certificates found: https upstreams will not verify");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-    {
-        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-        // ring supports the default protocol versions: this cannot happen.
-        Err(_) => rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-    }
+        .map_err(|e| ConfigError::at("upstream.url", format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

@@ -20,19 +20,20 @@ pub fn requested(version: Version, headers: &HeaderMap) -> bool {
 
 /// Joins the client's and the backend's upgraded connections and copies
 /// bytes both ways until either side closes.
-pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, method: String, path: String) {
+/// `request` names the request (method and path) in logs.
+pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, request: String) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {
-                tracing::warn!(%method, %path, %error, "upgrade failed");
+                tracing::warn!(%request, %error, "upgrade failed");
                 return;
             }
         };
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(%method, %path, %error, "upgraded connection ended");
+            tracing::debug!(%request, %error, "upgraded connection ended");
         }
     });
 }

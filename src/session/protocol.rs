@@ -9,6 +9,7 @@
 //! sends either spelling must not reach the backend with it.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::store::SessionData;
@@ -86,7 +87,7 @@ impl SessionHeaders {
         if let Ok(value) = HeaderValue::from_str(public_id) {
             headers.insert(SESSION_ID, value);
         }
-        headers.insert(SESSION_DATA, json_header(&Value::Object(data.clone())));
+        headers.insert(SESSION_DATA, json_header(data));
         for (key, name) in &self.fields {
             let value = match data.get(key) {
                 None => continue,
@@ -105,7 +106,7 @@ impl SessionHeaders {
 }
 
 /// JSON as an ASCII-only header value: non-ASCII text becomes `\uXXXX`.
-fn json_header(value: &Value) -> HeaderValue {
+fn json_header(value: &impl Serialize) -> HeaderValue {
     let ascii = ascii_json(value);
     // ASCII JSON holds no control characters: serde escapes them.
     HeaderValue::from_str(&ascii).unwrap_or_else(|_| HeaderValue::from_static("{}"))
@@ -113,8 +114,9 @@ fn json_header(value: &Value) -> HeaderValue {
 
 /// Serializes `value` with every non-ASCII character escaped as `\uXXXX`
 /// (surrogate pairs beyond the BMP). Outside strings JSON is ASCII already.
-pub fn ascii_json(value: &Value) -> String {
-    let text = value.to_string();
+pub fn ascii_json(value: &impl Serialize) -> String {
+    // Maps of JSON values always serialize.
+    let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("{}"));
     if text.is_ascii() {
         return text;
     }

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of sessiongate (issue 7). One command:
+#
+#   bench/run.sh            # full run (~5 minutes), writes BENCHMARKS.md
+#   bench/run.sh --quick    # smoke run (< 1 minute once built), same table, short durations
+#
+# Builds the release binary, installs nginx/wrk from apt if missing, installs
+# the express peer with `npm ci`, then measures on this machine, one after the
+# other, with the proxy under test pinned to CPU 0 and wrk, the nginx upstream
+# and a private redis-server pinned to CPU 1:
+#   upstream alone | nginx proxy_pass | express-session | sessiongate cookie | sessiongate redis
+# under three workloads: read (64 conns, established session), write (64 conns,
+# every response updates the session) and conn1000 (1,000 keep-alive conns).
+#
+# Options: --quick, --out FILE (default BENCHMARKS.md at the repo root),
+#          --keep (keep the scratch directory with configs and logs).
+# Environment: BENCH_DURATION (seconds per run), BENCH_PROXY_CPU (default 0),
+#          BENCH_LOAD_CPU (default 1), CARGO_TARGET_DIR,
+#          BENCH_GATEWAY (development: use this binary and skip the build).
+# Everything listens on 127.0.0.1 on free ports; every process started here
+# is stopped on exit. Not part of CI.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+QUICK=0
+KEEP=0
+OUT="$ROOT/BENCHMARKS.md"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --keep) KEEP=1 ;;
+        --out) OUT="$2"; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+PROXY_CPU="${BENCH_PROXY_CPU:-0}"
+LOAD_CPU="${BENCH_LOAD_CPU:-1}"
+if [ "$QUICK" = 1 ]; then
+    DURATION="${BENCH_DURATION:-2}"; WARMUP=1
+else
+    DURATION="${BENCH_DURATION:-15}"; WARMUP=3
+fi
+CONNS=64
+BIG_CONNS=1000
+
+log() { printf '\033[1mbench:\033[0m %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} from apt"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+for tool in wrk redis-server redis-cli curl node npm taskset python3 cargo; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+[ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU)"
+
+# ---------------------------------------------------------------- build
+if [ -n "${BENCH_GATEWAY:-}" ]; then
+    GATEWAY="$BENCH_GATEWAY"   # development only: benchmark this binary, skip the build
+else
+    log "cargo build --release --locked"
+    (cd "$ROOT" && cargo build --release --locked --quiet)
+    GATEWAY="${CARGO_TARGET_DIR:-$ROOT/target}/release/sessiongate"
+fi
+[ -x "$GATEWAY" ] || die "no binary at $GATEWAY"
+
+PEER="$BENCH/peers/express"
+stamp="$(sha256sum "$PEER/package-lock.json" | cut -c1-64)"
+if [ "$(cat "$PEER/node_modules/.bench-stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "npm ci (express peer)"
+    (cd "$PEER" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$stamp" > "$PEER/node_modules/.bench-stamp"
+fi
+
+# ---------------------------------------------------------------- scratch, cleanup
+WORK="$(mktemp -d /tmp/sessiongate-bench.XXXXXX)"
+RESULTS="$WORK/results"
+mkdir -p "$RESULTS"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "$KEEP" = 1 ]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] || die "ulimit -n is $(ulimit -n); 1,000 connections need more"
+
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+read -r REDIS_PORT UP_PORT PROXY_PORT ADMIN_PORT <<<"$(free_ports 4)"
+
+wait_http() { # url: wait until anything answers
+    for _ in $(seq 100); do
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+SESSION_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+export SESSION_SECRET
+
+# ---------------------------------------------------------------- load side (CPU $LOAD_CPU)
+log "redis-server :$REDIS_PORT, nginx upstream :$UP_PORT on CPU $LOAD_CPU; proxies on CPU $PROXY_CPU; ${DURATION}s per run"
+taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$WORK" --logfile "$WORK/redis.log" --maxclients 10000 &
+PIDS+=($!)
+REDIS_PID=$!
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis-server did not start ($WORK/redis.log)"
+
+render() { # template out [extra sed]
+    sed -e "s#@WORK@#$WORK#g" -e "s#@UPSTREAM_PORT@#$UP_PORT#g" -e "s#@PORT@#$3#g" "$1" > "$2"
+}
+render "$BENCH/nginx/upstream.conf" "$WORK/upstream.conf" "$UP_PORT"
+taskset -c "$LOAD_CPU" "$NGINX" -p "$WORK" -e "$WORK/upstream.error.log" -c "$WORK/upstream.conf" -g 'daemon off;' &
+PIDS+=($!)
+UPSTREAM_URL="http://127.0.0.1:$UP_PORT"
+wait_http "$UPSTREAM_URL/" || die "nginx upstream did not start ($WORK/upstream.error.log)"
+export UPSTREAM_URL
+
+# ---------------------------------------------------------------- measuring
+proc_tree() { # pid -> pid and its children
+    echo "$1"; pgrep -P "$1" 2>/dev/null || true
+}
+rss_kb() { # field pid... -> summed kB
+    local field="$1" total=0 pid v; shift
+    for pid in "$@"; do
+        v="$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+cpu_ticks() { # pid... -> utime+stime summed
+    local total=0 pid v
+    for pid in "$@"; do
+        v="$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+        total=$((total + v))
+    done
+    echo "$total"
+}
+redis_stats() { redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | grep '^cmdstat_' || true; }
+
+# run_wrk NAME WORKLOAD CONNS PATH COOKIE PID...
+run_wrk() {
+    local name="$1" workload="$2" conns="$3" path="$4" cookie="$5"; shift 5
+    local pids=("$@") url="http://127.0.0.1:$PORT$path" file="$RESULTS/$name.$workload"
+    local threads=1
+    [ "$conns" -gt 64 ] && threads=2
+    redis_stats > "$file.redis0"
+    local t0; t0="$(cpu_ticks "${pids[@]}")"
+    local s0; s0="$(date +%s.%N)"
+    taskset -c "$LOAD_CPU" wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s --latency \
+        -H "Cookie: $cookie" "$url" > "$file.wrk" 2>&1 || true
+    local s1; s1="$(date +%s.%N)"
+    local t1; t1="$(cpu_ticks "${pids[@]}")"
+    redis_stats > "$file.redis1"
+    {
+        echo "name=$name"
+        echo "workload=$workload"
+        echo "conns=$conns"
+        echo "wall=$(python3 -c "print($s1 - $s0)")"
+        echo "cpu_ticks=$((t1 - t0))"
+        echo "clk_tck=$(getconf CLK_TCK)"
+        echo "vmrss_kb=$(rss_kb VmRSS "${pids[@]}")"
+        echo "vmhwm_kb=$(rss_kb VmHWM "${pids[@]}")"
+    } > "$file.meta"
+    local rps; rps="$(awk '/^Requests\/sec/ {print $2}' "$file.wrk")"
+    log "  $name $workload c=$conns: ${rps:-?} req/s"
+}
+
+# login NAME: gets a session cookie through the proxy and checks that the
+# upstream sees it; prints the Cookie header value
+login() {
+    local name="$1" headers="$WORK/$1.login.headers" cookie
+    curl -s -o /dev/null -D "$headers" --max-time 5 "http://127.0.0.1:$PORT/login" || die "$name: /login failed"
+    cookie="$(tr -d '\r' < "$headers" | awk 'tolower($1) == "set-cookie:" { split($2, kv, ";"); if (kv[1] !~ /=$/) printf "%s%s", sep, kv[1]; sep = "; " }')"
+    [ -n "$cookie" ] || die "$name: /login set no cookie: $(tr -d '\r' < "$headers" | head -20)"
+    local seen
+    seen="$(curl -s -o /dev/null -D - --max-time 5 -H "Cookie: $cookie" "http://127.0.0.1:$PORT/whoami" \
+        | tr -d '\r' | awk 'tolower($1) == "x-seen-session-data:" {print $2}')"
+    case "$seen" in *'"user":"ada"'*) ;; *) die "$name: the upstream saw session '$seen' after login";; esac
+    echo "$cookie"
+}
+
+# bench_target NAME COOKIE PID...: the three workloads against $PORT
+bench_target() {
+    local name="$1" cookie="$2"; shift 2
+    local pids=("$@")
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Cookie: $cookie" "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
+    run_wrk "$name" read "$CONNS" / "$cookie" "${pids[@]}"
+    run_wrk "$name" write "$CONNS" /write "$cookie" "${pids[@]}"
+    run_wrk "$name" conn1000 "$BIG_CONNS" / "$cookie" "${pids[@]}"
+}
+
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+# A cookie like the gateway's for the rows that do no session work.
+DUMMY_COOKIE="sid=$(python3 -c 'import secrets; print(secrets.token_urlsafe(96))')"
+
+# 1. the upstream alone (it lives on the load CPU, as in every other row)
+log "upstream alone"
+PORT="$UP_PORT"
+bench_target upstream "$DUMMY_COOKIE" $(proc_tree "${PIDS[1]}")
+
+# 2. nginx proxy_pass
+log "nginx proxy_pass"
+render "$BENCH/nginx/proxy.conf" "$WORK/proxy.conf" "$PROXY_PORT"
+taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK" -e "$WORK/proxy.error.log" -c "$WORK/proxy.conf" -g 'daemon off;' &
+pid=$!; PIDS+=("$pid")
+PORT="$PROXY_PORT"
+wait_http "http://127.0.0.1:$PORT/" || die "nginx proxy did not start ($WORK/proxy.error.log)"
+bench_target nginx "$DUMMY_COOKIE" $(proc_tree "$pid")
+stop_pid "$pid"
+
+# 3. express-session + connect-redis + http-proxy-middleware
+log "express-session"
+PORT="$PROXY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:express:" \
+    taskset -c "$PROXY_CPU" node "$PEER/server.js" 2> "$WORK/express.log" &
+pid=$!; PIDS+=("$pid")
+PORT="$PROXY_PORT"
+wait_http "http://127.0.0.1:$PORT/" || die "express peer did not start ($(cat "$WORK/express.log"))"
+cookie="$(login express)"
+bench_target express "$cookie" "$pid"
+stop_pid "$pid"
+
+# 4. sessiongate, cookie store and Redis store
+for store in cookie redis; do
+    log "sessiongate ($store store)"
+    GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
+        REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:" \
+        taskset -c "$PROXY_CPU" "$GATEWAY" --config "$BENCH/gateway-$store.yaml" 2> "$WORK/sessiongate-$store.log" &
+    pid=$!; PIDS+=("$pid")
+    PORT="$PROXY_PORT"
+    wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" || die "sessiongate did not start: $(tail -5 "$WORK/sessiongate-$store.log")"
+    cookie="$(login "sessiongate-$store")"
+    bench_target "sessiongate-$store" "$cookie" "$pid"
+    stop_pid "$pid"
+done
+
+# ---------------------------------------------------------------- report
+{
+    echo "mode=$([ "$QUICK" = 1 ] && echo quick || echo full)"
+    echo "duration=$DURATION"
+    echo "conns=$CONNS"
+    echo "big_conns=$BIG_CONNS"
+    echo "proxy_cpu=$PROXY_CPU"
+    echo "load_cpu=$LOAD_CPU"
+    echo "nproc=$(nproc)"
+    echo "cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "kernel=$(uname -srm)"
+    echo "os=$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}")"
+    echo "mem=$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "sessiongate=$("$GATEWAY" --version 2>/dev/null) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+dirty'))"
+    echo "rustc=$(rustc --version 2>/dev/null)"
+    echo "nginx=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+    echo "redis=$(redis-server --version | awk '{print $3}' | sed 's/^v=//')"
+    echo "node=$(node --version)"
+    echo "express=$(cd "$PEER" && node -p 'const p = n => require(n + "/package.json").version; `express ${p("express")}, express-session ${p("express-session")}, connect-redis ${p("connect-redis")}, redis ${p("redis")}, http-proxy-middleware ${p("http-proxy-middleware")}`')"
+} > "$RESULTS/machine"
+python3 "$BENCH/report.py" "$RESULTS" > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+mkdir -p "$BENCH/out"
+rm -rf "$BENCH/out/last"
+cp -r "$RESULTS" "$BENCH/out/last"
+log "wrote $OUT (raw results in bench/out/last)"
