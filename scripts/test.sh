@@ -33,4 +33,12 @@ for check in scripts/checks/*.sh; do
 done
 
 step "cargo test"
-cargo test --locked "$@"
+log="$SERVICES_DIR/cargo-test.log"
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -59,9 +59,17 @@ ROOT=$(mktemp -d "${TMPDIR:-/tmp}/sessiongate-packaging.XXXXXX")
 chmod 0755 "$ROOT"
 PIDS=()
 cleanup() {
-    local pid
+    local pid _
     for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
         kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     rm -rf "$ROOT"
 }
@@ -138,7 +146,7 @@ mkdir -p "$LOG_DIR"
 cd "$ROOT/etc/sessiongate"
 "${AS_IMAGE_USER[@]}" "${CONTAINER_ENV[@]}" "$BIN" echo --listen "127.0.0.1:$BACKEND_PORT" \
     >"$LOG_DIR/backend.log" 2>&1 &
-PIDS+=($!)
+PIDS+=("$!")
 
 say "starting the gateway as uid $EXPECTED_UID (public 127.0.0.1:$PUBLIC_PORT, admin 127.0.0.1:$ADMIN_PORT)"
 "${AS_IMAGE_USER[@]}" "${CONTAINER_ENV[@]}" "$BIN" >"$LOG_DIR/gateway.out" 2>"$LOG_DIR/gateway.log" &
