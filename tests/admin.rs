@@ -7,12 +7,8 @@ use support::{Gateway, TestClient, Upstream};
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer_on_the_admin_port_only() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "store:\n  type: memory\n").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) =
+        support::logged_in("store:\n  type: memory\n", json!({"user": "ada"})).await;
     client.get(&gateway.url("/?destroy=1")).await;
     let mut stranger = TestClient::new();
     stranger.jar.insert("sid".into(), "forged.value".into());

@@ -55,12 +55,7 @@ async fn a_session_round_trips_through_the_cookie() {
 
 #[tokio::test]
 async fn tampered_truncated_and_garbage_cookies_start_a_new_session() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, client) = support::logged_in("", json!({"user": "ada"})).await;
     let good = client.jar["sid"].clone();
 
     let mut tampered = good.clone().into_bytes();
@@ -139,12 +134,11 @@ async fn a_12_kb_session_travels_in_chunks_and_shrinks_back_to_one_cookie() {
 
 #[tokio::test]
 async fn a_session_too_large_for_the_chunk_limit_is_an_error_not_a_loss() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "store:\n  type: cookie\n  max_chunks: 2\n").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) = support::logged_in(
+        "store:\n  type: cookie\n  max_chunks: 2\n",
+        json!({"user": "ada"}),
+    )
+    .await;
     let too_big = client
         .update(&gateway.url("/"), &json!({"big": "y".repeat(20_000)}))
         .await;
@@ -158,12 +152,7 @@ async fn a_session_too_large_for_the_chunk_limit_is_an_error_not_a_loss() {
 
 #[tokio::test]
 async fn a_restart_with_the_same_secret_keeps_sessions() {
-    let upstream = Upstream::start().await;
-    let mut gateway = Gateway::start(&upstream, "").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, mut gateway, mut client) = support::logged_in("", json!({"user": "ada"})).await;
     gateway.restart().await;
     assert_eq!(
         client.get(&gateway.url("/")).await.session(),
@@ -223,12 +212,11 @@ async fn previous_secrets_open_old_cookies_and_new_cookies_use_the_new_secret() 
 
 #[tokio::test]
 async fn idle_sessions_expire() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "session:\n  ttl: 2s\n  touch_interval: 500ms\n").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) = support::logged_in(
+        "session:\n  ttl: 2s\n  touch_interval: 500ms\n",
+        json!({"user": "ada"}),
+    )
+    .await;
     // Activity inside the idle window keeps it alive...
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -273,12 +261,8 @@ async fn absolute_ttl_ends_a_session_whatever_the_activity() {
 
 #[tokio::test]
 async fn touch_reseals_at_most_once_per_interval() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "session:\n  touch_interval: 1s\n").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) =
+        support::logged_in("session:\n  touch_interval: 1s\n", json!({"user": "ada"})).await;
     let quick = client.get(&gateway.url("/")).await;
     assert!(
         quick.set_cookies().is_empty(),

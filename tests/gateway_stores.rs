@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::servers::{PrivateMariadb, PrivateRedis};
-use support::{Gateway, TestClient, Upstream, encode};
+use support::{Gateway, TestClient, Upstream};
 
 fn unique(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
@@ -32,72 +32,6 @@ fn redis_store(url: &str, prefix: &str) -> String {
 
 fn mysql_store(url: &str, table: &str) -> String {
     format!("store:\n  type: mysql\n  url: {url}\n  table: {table}\n  timeout: 1s\n")
-}
-
-/// Login, update, regenerate (old cookie dead), destroy.
-async fn session_lifecycle(gateway: &Gateway) {
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/login"), &json!({"user": "ada", "cart": []}))
-        .await;
-    assert_eq!(
-        client.get(&gateway.url("/")).await.session(),
-        json!({"user": "ada", "cart": []})
-    );
-    let before = client.jar.clone();
-    let regenerated = client
-        .get(&gateway.url(&format!(
-            "/?regenerate=1&update={}",
-            encode(r#"{"cart":[1]}"#)
-        )))
-        .await;
-    assert_eq!(regenerated.status, 200);
-    let mut old = TestClient::new();
-    old.jar = before;
-    assert_eq!(
-        old.get(&gateway.url("/")).await.session(),
-        json!({}),
-        "the old id stops working"
-    );
-    assert_eq!(
-        client.get(&gateway.url("/")).await.session(),
-        json!({"user": "ada", "cart": [1]})
-    );
-    client.get(&gateway.url("/?destroy=1")).await;
-    assert_eq!(client.get(&gateway.url("/")).await.session(), json!({}));
-}
-
-/// 40 concurrent updates of one session spread over `gateways`: none lost.
-async fn concurrent_updates_across(gateways: &[&Gateway]) {
-    let mut client = TestClient::new();
-    client
-        .update(&gateways[0].url("/"), &json!({"seed": true}))
-        .await;
-    let mut tasks = Vec::new();
-    for n in 0..40 {
-        let url = gateways[n % gateways.len()].url(&format!(
-            "/?update={}",
-            encode(&json!({ format!("k{n}"): n }).to_string())
-        ));
-        let jar = client.jar.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut writer = TestClient::new();
-            writer.jar = jar;
-            writer.get(&url).await.status
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
-    let session = client
-        .get(&gateways[1 % gateways.len()].url("/"))
-        .await
-        .session();
-    assert_eq!(
-        session.as_object().unwrap().len(),
-        41,
-        "lost updates: {session}"
-    );
 }
 
 /// While the store is down: 503 quickly, no cookie change, /readyz 503.
@@ -160,7 +94,7 @@ async fn redis_sessions_through_the_gateway() {
     let upstream = Upstream::start().await;
     let url = env_or("SESSIONGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379");
     let gateway = Gateway::start(&upstream, &redis_store(&url, &unique("sgbb:"))).await;
-    session_lifecycle(&gateway).await;
+    support::session_lifecycle(&gateway).await;
 }
 
 #[tokio::test]
@@ -170,7 +104,7 @@ async fn two_gateways_sharing_one_redis_lose_no_update() {
     let store = redis_store(&url, &unique("sgbb:"));
     let first = Gateway::start(&upstream, &store).await;
     let second = Gateway::start(&upstream, &store).await;
-    concurrent_updates_across(&[&first, &second]).await;
+    support::concurrent_updates_across(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -186,8 +120,8 @@ async fn a_redis_cluster_serves_sessions_through_the_gateway() {
     );
     let first = Gateway::start(&upstream, &store).await;
     let second = Gateway::start(&upstream, &store).await;
-    session_lifecycle(&first).await;
-    concurrent_updates_across(&[&first, &second]).await;
+    support::session_lifecycle(&first).await;
+    support::concurrent_updates_across(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -220,8 +154,8 @@ async fn mysql_sessions_through_the_gateway() {
     let table = unique("sgbb_");
     let first = Gateway::start(&upstream, &mysql_store(&url, &table)).await;
     let second = Gateway::start(&upstream, &mysql_store(&url, &table)).await;
-    session_lifecycle(&first).await;
-    concurrent_updates_across(&[&first, &second]).await;
+    support::session_lifecycle(&first).await;
+    support::concurrent_updates_across(&[&first, &second]).await;
 }
 
 #[tokio::test]
@@ -252,6 +186,6 @@ async fn dynamodb_sessions_through_the_gateway() {
     );
     let first = Gateway::start(&upstream, &store).await;
     let second = Gateway::start(&upstream, &store).await;
-    session_lifecycle(&first).await;
-    concurrent_updates_across(&[&first, &second]).await;
+    support::session_lifecycle(&first).await;
+    support::concurrent_updates_across(&[&first, &second]).await;
 }

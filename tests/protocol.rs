@@ -92,12 +92,7 @@ async fn updates_are_json_merge_patches() {
 
 #[tokio::test]
 async fn an_invalid_update_is_a_502_and_leaves_the_session_alone() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) = support::logged_in("", json!({"user": "ada"})).await;
     for bad in ["[1,2]", "not json", "\"text\""] {
         let response = client
             .get(&gateway.url(&format!("/?update={}", encode(bad))))
@@ -184,12 +179,8 @@ async fn regenerate_moves_and_destroy_ends_a_server_session() {
 
 #[tokio::test]
 async fn a_destroyed_server_session_cannot_be_replayed() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "store:\n  type: memory\n").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) =
+        support::logged_in("store:\n  type: memory\n", json!({"user": "ada"})).await;
     let saved = client.jar.clone();
     client.get(&gateway.url("/?destroy=1")).await;
     let mut replay = TestClient::new();
@@ -199,12 +190,7 @@ async fn a_destroyed_server_session_cannot_be_replayed() {
 
 #[tokio::test]
 async fn only_the_session_cookie_is_removed_and_upstream_cookies_pass() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&upstream, "").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"user": "ada"}))
-        .await;
+    let (_upstream, gateway, mut client) = support::logged_in("", json!({"user": "ada"})).await;
     client.jar.insert("theme".into(), "dark".into());
     client.jar.insert("sidecar".into(), "1".into());
     let response = client

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Gateway, TestClient, Upstream, encode};
+use support::{Gateway, TestClient, Upstream};
 
 #[tokio::test]
 async fn the_cookie_is_a_signed_id_and_the_data_stays_on_the_server() {
@@ -76,29 +76,7 @@ async fn an_unmodified_session_is_touched_at_most_once_per_interval() {
 async fn concurrent_updates_through_the_gateway_lose_nothing() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, "store:\n  type: memory\n").await;
-    let mut client = TestClient::new();
-    client
-        .update(&gateway.url("/"), &json!({"seed": true}))
-        .await;
-    let jar = client.jar.clone();
-    let mut tasks = Vec::new();
-    for n in 0..40 {
-        let url = gateway.url(&format!(
-            "/?update={}",
-            encode(&json!({ format!("k{n}"): n }).to_string())
-        ));
-        let jar = jar.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut writer = TestClient::new();
-            writer.jar = jar;
-            writer.get(&url).await.status
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
-    let session = client.get(&gateway.url("/")).await.session();
-    assert_eq!(session.as_object().unwrap().len(), 41, "{session}");
+    support::concurrent_updates_across(&[&gateway]).await;
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 
@@ -227,6 +227,83 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The usual start of a test: the echo upstream, a gateway with
+/// `extra_yaml` in front of it, and a client whose session holds `data`.
+pub async fn logged_in(extra_yaml: &str, data: Value) -> (Upstream, Gateway, TestClient) {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&upstream, extra_yaml).await;
+    let mut client = TestClient::new();
+    let login = client.update(&gateway.url("/"), &data).await;
+    assert_eq!(login.status, StatusCode::OK, "login through the gateway");
+    (upstream, gateway, client)
+}
+
+/// Login, update, regenerate (old cookie dead), destroy.
+pub async fn session_lifecycle(gateway: &Gateway) {
+    let mut client = TestClient::new();
+    client
+        .update(&gateway.url("/login"), &json!({"user": "ada", "cart": []}))
+        .await;
+    assert_eq!(
+        client.get(&gateway.url("/")).await.session(),
+        json!({"user": "ada", "cart": []})
+    );
+    let before = client.jar.clone();
+    let regenerated = client
+        .get(&gateway.url(&format!(
+            "/?regenerate=1&update={}",
+            encode(r#"{"cart":[1]}"#)
+        )))
+        .await;
+    assert_eq!(regenerated.status, 200);
+    let mut old = TestClient::new();
+    old.jar = before;
+    assert_eq!(
+        old.get(&gateway.url("/")).await.session(),
+        json!({}),
+        "the old id stops working"
+    );
+    assert_eq!(
+        client.get(&gateway.url("/")).await.session(),
+        json!({"user": "ada", "cart": [1]})
+    );
+    client.get(&gateway.url("/?destroy=1")).await;
+    assert_eq!(client.get(&gateway.url("/")).await.session(), json!({}));
+}
+
+/// 40 concurrent updates of one session spread over `gateways`: none lost.
+pub async fn concurrent_updates_across(gateways: &[&Gateway]) {
+    let mut client = TestClient::new();
+    client
+        .update(&gateways[0].url("/"), &json!({"seed": true}))
+        .await;
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let url = gateways[n % gateways.len()].url(&format!(
+            "/?update={}",
+            encode(&json!({ format!("k{n}"): n }).to_string())
+        ));
+        let jar = client.jar.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut writer = TestClient::new();
+            writer.jar = jar;
+            writer.get(&url).await.status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    let session = client
+        .get(&gateways[1 % gateways.len()].url("/"))
+        .await
+        .session();
+    assert_eq!(
+        session.as_object().unwrap().len(),
+        41,
+        "lost updates: {session}"
+    );
 }
 
 /// A response, body collected.
