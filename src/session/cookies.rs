@@ -79,7 +79,10 @@ pub fn read(headers: &HeaderMap, name: &str) -> IncomingCookie {
         }
         value.push_str(chunk);
     }
-    let value = (chunks[0].0 == 0).then_some(value);
+    let value = chunks
+        .first()
+        .is_some_and(|(index, _)| *index == 0)
+        .then_some(value);
     IncomingCookie { value, last_chunk }
 }
 
