@@ -88,7 +88,8 @@ impl Gateway {
             Ok(response) => response,
             Err(error) => error_response(&method, &path, &error),
         };
-        metrics::counter!("sessiongate_requests_total", "status" => response.status().as_str().to_owned()).increment(1);
+        metrics::counter!("sessiongate_requests_total", "status" => status_label(response.status()))
+            .increment(1);
         response
     }
 
@@ -165,6 +166,30 @@ impl Gateway {
         parts.version = Version::HTTP_11;
         Ok(Request::from_parts(parts, body.boxed()))
     }
+}
+
+/// The status as a metric label, without allocating for the common ones.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let label: &'static str = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return metrics::SharedString::from(status.as_str().to_owned()),
+    };
+    metrics::SharedString::const_str(label)
 }
 
 /// The client sees a short status text; the log gets the reason, with the

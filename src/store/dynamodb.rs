@@ -41,7 +41,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,9 +57,9 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use serde::Deserialize;
-use tokio::sync::{Mutex, MutexGuard};
 
 use super::record::{NativeCodec, RecordCodec};
+use super::turns::UpdateTurns;
 use super::{
     Change, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis, now_millis,
     retry_update,
@@ -85,9 +84,6 @@ const RESERVED: [&str; 3] = [DATA, VERSION, EXPIRES_MS];
 /// enough that 40 writers racing on one session all get through; the store
 /// timeout bounds the whole loop anyway.
 const UPDATE_ATTEMPTS: u32 = 100;
-/// Lock stripes that make updates of one session from this gateway take
-/// turns (see [`UpdateTurns`]).
-const UPDATE_STRIPES: usize = 1024;
 /// SDK attempts per request (the first one included) for throttling and
 /// transient errors.
 const SDK_ATTEMPTS: u32 = 3;
@@ -746,35 +742,6 @@ fn n(value: u64) -> AttributeValue {
 /// that native TTL never removes a session before it expires.
 fn ttl_seconds(expires_at: UnixMillis) -> u64 {
     expires_at.div_ceil(1000)
-}
-
-/// Makes concurrent updates of one session from this gateway wait for each
-/// other instead of racing.
-///
-/// Compare-and-set alone stays correct, but with n writers on one session
-/// it costs O(n²) round trips (every round, all but one lose and read
-/// again), which does not fit in a 2 s timeout for a burst of 40. Taking
-/// turns locally leaves the compare-and-set to settle races between
-/// gateways only. Stripes keep memory bounded with no clean-up; two sessions
-/// sharing a stripe only wait for each other's single round trip.
-struct UpdateTurns {
-    stripes: Box<[Mutex<()>]>,
-    hasher: RandomState,
-}
-
-impl UpdateTurns {
-    fn new() -> Self {
-        Self {
-            stripes: (0..UPDATE_STRIPES).map(|_| Mutex::new(())).collect(),
-            hasher: RandomState::new(),
-        }
-    }
-
-    /// Waits for this session's turn; the turn ends when the guard drops.
-    async fn take(&self, id: &SessionId) -> MutexGuard<'_, ()> {
-        let stripe = self.hasher.hash_one(id.as_str()) as usize % self.stripes.len();
-        self.stripes[stripe].lock().await
-    }
 }
 
 /// Where a session lives in the table: which attributes hold what.

@@ -33,6 +33,7 @@ pub mod record;
 pub mod redis;
 
 mod instrumented;
+mod turns;
 
 use std::fmt;
 use std::sync::Arc;
