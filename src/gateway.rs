@@ -57,6 +57,7 @@ pub struct Gateway {
     engine: Engine,
     upstream: Upstream,
     trusted_proxies: Vec<IpNet>,
+    metrics: RequestMetrics,
 }
 
 impl Gateway {
@@ -69,6 +70,7 @@ impl Gateway {
             engine: Engine::new(config, secrets, store),
             upstream: Upstream::new(&config.upstream)?,
             trusted_proxies: config.trusted_proxies.clone(),
+            metrics: RequestMetrics::new(),
         })
     }
 
@@ -88,8 +90,7 @@ impl Gateway {
             Ok(response) => response,
             Err(error) => error_response(&method, &path, &error),
         };
-        metrics::counter!("sessiongate_requests_total", "status" => status_label(response.status()))
-            .increment(1);
+        self.metrics.count(response.status());
         response
     }
 
@@ -118,7 +119,8 @@ impl Gateway {
 
         let started = Instant::now();
         let mut response = self.upstream.send(outgoing).await?;
-        metrics::histogram!("sessiongate_upstream_duration_seconds")
+        self.metrics
+            .upstream_duration
             .record(started.elapsed().as_secs_f64());
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -168,28 +170,41 @@ impl Gateway {
     }
 }
 
-/// The status as a metric label, without allocating for the common ones.
-fn status_label(status: StatusCode) -> metrics::SharedString {
-    let label: &'static str = match status.as_u16() {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        301 => "301",
-        302 => "302",
-        303 => "303",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => return metrics::SharedString::from(status.as_str().to_owned()),
-    };
-    metrics::SharedString::const_str(label)
+/// Request metrics, with handles looked up once: the hot path only bumps
+/// atomics.
+struct RequestMetrics {
+    /// `sessiongate_requests_total` for the statuses a gateway mostly sees.
+    by_status: Vec<(StatusCode, metrics::Counter)>,
+    upstream_duration: metrics::Histogram,
+}
+
+impl RequestMetrics {
+    const COMMON: [u16; 16] = [
+        200, 201, 204, 301, 302, 303, 304, 400, 401, 403, 404, 431, 500, 502, 503, 504,
+    ];
+
+    fn new() -> Self {
+        let by_status = Self::COMMON
+            .iter()
+            .filter_map(|code| StatusCode::from_u16(*code).ok())
+            .map(|status| (status, requests_counter(status)))
+            .collect();
+        Self {
+            by_status,
+            upstream_duration: metrics::histogram!("sessiongate_upstream_duration_seconds"),
+        }
+    }
+
+    fn count(&self, status: StatusCode) {
+        match self.by_status.iter().find(|(known, _)| *known == status) {
+            Some((_, counter)) => counter.increment(1),
+            None => requests_counter(status).increment(1),
+        }
+    }
+}
+
+fn requests_counter(status: StatusCode) -> metrics::Counter {
+    metrics::counter!("sessiongate_requests_total", "status" => status.as_str().to_owned())
 }
 
 /// The client sees a short status text; the log gets the reason, with the

@@ -70,11 +70,13 @@ impl Upstream {
 
     /// The upstream URI for a client request's path and query.
     pub fn target(&self, original: &Uri) -> Result<Uri, http::Error> {
-        let path_and_query = original.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query: PathAndQuery = if self.base_path.is_empty() {
-            path_and_query.parse()?
-        } else {
-            format!("{}{path_and_query}", self.base_path).parse()?
+        let path_and_query = match (original.path_and_query(), self.base_path.is_empty()) {
+            (Some(path_and_query), true) => path_and_query.clone(),
+            (None, true) => PathAndQuery::from_static("/"),
+            (found, false) => {
+                let path_and_query = found.map_or("/", PathAndQuery::as_str);
+                format!("{}{path_and_query}", self.base_path).parse()?
+            }
         };
         Uri::builder()
             .scheme(self.scheme.clone())
