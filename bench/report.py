@@ -266,6 +266,13 @@ def main():
         w("- With two cores, the load generator, upstream and Redis compete for one core; on a larger machine "
           "with the load side on its own cores the throughput ratios would widen toward the req/CPU-s ratios.")
         w("")
+    # The record of what each optimisation bought is kept by hand beside
+    # this script and carried into every report.
+    history = os.path.join(os.path.dirname(os.path.abspath(__file__)), "HISTORY.md")
+    if os.path.exists(history):
+        with open(history) as f:
+            w(f.read().rstrip())
+        w("")
     print("\n".join(out))
 
 
