@@ -255,6 +255,7 @@ impl Engine {
                 patch: instructions.update,
                 now,
                 lifetime: self.lifetime,
+                seen: None,
             };
             record = change.apply(Some(record));
             true
@@ -330,6 +331,7 @@ impl Engine {
                 patch: instructions.update,
                 now,
                 lifetime: self.lifetime,
+                seen: (!is_new).then_some(record),
             };
             let record = store.update(&id, &change).await?;
             if instructions.regenerate {

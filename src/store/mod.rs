@@ -153,6 +153,10 @@ pub struct Change {
     pub patch: Option<Map<String, Value>>,
     pub now: UnixMillis,
     pub lifetime: Lifetime,
+    /// The record as this request loaded it, if it did: a hint that lets a
+    /// compare-and-set store try its write without reading first. Never
+    /// trusted: the store's own check decides whether it is still current.
+    pub seen: Option<SessionRecord>,
 }
 
 impl Change {
@@ -328,6 +332,7 @@ mod tests {
         };
         let patch = serde_json::from_str(r#"{"b":2}"#).unwrap();
         let change = Change {
+            seen: None,
             patch: Some(patch),
             now: 20,
             lifetime,

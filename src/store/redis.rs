@@ -311,6 +311,24 @@ impl RedisStore {
         Ok(committed.then_some(record))
     }
 
+    /// The first round without a read: the record the request loaded is
+    /// usually still what Redis holds, and the compare-and-set says whether
+    /// it is. `None` when there is no such record or it went stale.
+    async fn try_update_seen(
+        &self,
+        mut conn: Connection,
+        key: &str,
+        change: &Change,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(seen) = &change.seen else {
+            return Ok(None);
+        };
+        let old = self.codec.encode(seen).into_bytes();
+        let record = change.apply(Some(seen.clone()));
+        let committed = self.swap(&mut conn, key, Some(old), &record).await?;
+        Ok(committed.then_some(record))
+    }
+
     /// Writes `record` if the key still holds `old` (or is still missing).
     async fn swap(
         &self,
@@ -365,6 +383,9 @@ impl SessionStore for RedisStore {
         self.bounded(async {
             let _turn = self.turns.take(id).await;
             let conn = self.link.get().await;
+            if let Some(record) = self.try_update_seen(conn.clone(), &key, change).await? {
+                return Ok(record);
+            }
             let attempt = || self.try_update(conn.clone(), &key, change);
             retry_update(MAX_UPDATE_ATTEMPTS, attempt).await
         })

@@ -37,6 +37,7 @@ pub fn patch(value: Value) -> Change {
         patch: Some(object(value)),
         now: now_millis(),
         lifetime: lifetime(),
+        seen: None,
     }
 }
 
@@ -96,6 +97,7 @@ pub async fn json_comes_back_exactly(store: Arc<dyn SessionStore>) {
                 patch: None,
                 now: now_millis(),
                 lifetime: lifetime(),
+                seen: None,
             },
         )
         .await
@@ -145,6 +147,7 @@ pub async fn an_update_without_a_patch_keeps_the_data(store: Arc<dyn SessionStor
                 patch: None,
                 now: now_millis(),
                 lifetime: lifetime(),
+                seen: None,
             },
         )
         .await
@@ -256,6 +259,7 @@ pub async fn absolute_lifetime_caps_every_update(store: Arc<dyn SessionStore>) {
         patch: Some(object(json!({"k": 1}))),
         now: now_millis(),
         lifetime: capped,
+        seen: None,
     };
     let record = store.update(&id, &change).await.unwrap();
     assert_close(
@@ -304,6 +308,24 @@ pub async fn concurrent_updates_lose_nothing(store: Arc<dyn SessionStore>) {
     assert_eq!(loaded.data.len(), WRITERS + 1);
 }
 
+/// The `seen` hint is only a hint: a stale one loses no update.
+pub async fn a_stale_hint_is_never_trusted(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let first = store.update(&id, &patch(json!({"a": 1}))).await.unwrap();
+    store.update(&id, &patch(json!({"b": 2}))).await.unwrap();
+    let mut stale = patch(json!({"c": 3}));
+    stale.seen = Some(first);
+    let after = store.update(&id, &stale).await.unwrap();
+    assert_eq!(Value::Object(after.data), json!({"a": 1, "b": 2, "c": 3}));
+    let mut fresh = patch(json!({"d": 4}));
+    fresh.seen = store.load(&id).await.unwrap();
+    let after = store.update(&id, &fresh).await.unwrap();
+    assert_eq!(
+        Value::Object(after.data),
+        json!({"a": 1, "b": 2, "c": 3, "d": 4})
+    );
+}
+
 pub async fn ping_answers(store: Arc<dyn SessionStore>) {
     store.ping().await.unwrap();
 }
@@ -327,6 +349,7 @@ macro_rules! suite {
             an_update_of_an_expired_session_starts_over,
             absolute_lifetime_caps_every_update,
             concurrent_updates_lose_nothing,
+            a_stale_hint_is_never_trusted,
             ping_answers,
         );
     };
