@@ -69,8 +69,17 @@ impl Keyring {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A keyring whose secrets are `current` and `previous` each repeated to
+    /// 32 characters.
+    pub(crate) fn ring(current: &str, previous: &[&str]) -> Keyring {
+        Keyring::new(&Secrets {
+            current: current.repeat(32),
+            previous: previous.iter().map(|s| s.repeat(32)).collect(),
+        })
+    }
 
     #[test]
     fn purposes_and_secrets_get_distinct_keys() {

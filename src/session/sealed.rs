@@ -132,14 +132,7 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secrets;
-
-    fn ring(current: &str, previous: &[&str]) -> Keyring {
-        Keyring::new(&Secrets {
-            current: current.repeat(32),
-            previous: previous.iter().map(|s| s.repeat(32)).collect(),
-        })
-    }
+    use crate::session::keys::tests::ring;
 
     fn session(expires_at: UnixMillis) -> SealedSession {
         SealedSession {

@@ -50,14 +50,7 @@ pub fn verify(keys: &Keyring, value: &str) -> Option<SessionId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secrets;
-
-    fn ring(current: &str, previous: &[&str]) -> Keyring {
-        Keyring::new(&Secrets {
-            current: current.repeat(32),
-            previous: previous.iter().map(|s| s.repeat(32)).collect(),
-        })
-    }
+    use crate::session::keys::tests::ring;
 
     #[test]
     fn verifies_its_own_signature_only() {
