@@ -311,20 +311,21 @@ impl RedisStore {
         Ok(committed.then_some(record))
     }
 
-    /// The first round without a read: the record the request loaded is
+    /// The first round without a read: a copy this gateway already holds is
     /// usually still what Redis holds, and the compare-and-set says whether
-    /// it is. `None` when there is no such record or it went stale.
-    async fn try_update_seen(
+    /// it is. `None` when there is no copy or it went stale.
+    async fn try_update_from(
         &self,
         mut conn: Connection,
         key: &str,
         change: &Change,
+        copy: Option<SessionRecord>,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(seen) = &change.seen else {
+        let Some(copy) = copy else {
             return Ok(None);
         };
-        let old = self.codec.encode(seen).into_bytes();
-        let record = change.apply(Some(seen.clone()));
+        let old = self.codec.encode(&copy).into_bytes();
+        let record = change.apply(Some(copy));
         let committed = self.swap(&mut conn, key, Some(old), &record).await?;
         Ok(committed.then_some(record))
     }
@@ -381,13 +382,23 @@ impl SessionStore for RedisStore {
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
         let key = self.key(id);
         self.bounded(async {
-            let _turn = self.turns.take(id).await;
+            let mut turn = self.turns.take(id).await;
             let conn = self.link.get().await;
-            if let Some(record) = self.try_update_seen(conn.clone(), &key, change).await? {
-                return Ok(record);
-            }
-            let attempt = || self.try_update(conn.clone(), &key, change);
-            retry_update(MAX_UPDATE_ATTEMPTS, attempt).await
+            // The freshest copy this gateway has: what it wrote last, else
+            // what the request loaded.
+            let hint = turn.last_written(id).or(change.seen.as_ref()).cloned();
+            let record = match self
+                .try_update_from(conn.clone(), &key, change, hint)
+                .await?
+            {
+                Some(record) => record,
+                None => {
+                    let attempt = || self.try_update(conn.clone(), &key, change);
+                    retry_update(MAX_UPDATE_ATTEMPTS, attempt).await?
+                }
+            };
+            turn.wrote(id, &record);
+            Ok(record)
         })
         .await
     }
