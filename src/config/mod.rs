@@ -102,6 +102,9 @@ pub struct UpstreamConfig {
     pub timeout: ConfigDuration,
     /// Time allowed to open a connection to the upstream.
     pub connect_timeout: ConfigDuration,
+    /// Requests in flight to the upstream at once, each on its own
+    /// keep-alive connection; more wait (within `timeout`) for one to free.
+    pub max_connections: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -110,6 +113,7 @@ impl Default for UpstreamConfig {
             url: "http://127.0.0.1:3000".into(),
             timeout: ConfigDuration::secs(30),
             connect_timeout: ConfigDuration::secs(5),
+            max_connections: 1024,
         }
     }
 }
@@ -521,6 +525,12 @@ impl Config {
             return Err(ConfigError::at(
                 "limits.max_header_bytes",
                 "must be at least 8192",
+            ));
+        }
+        if self.upstream.max_connections == 0 {
+            return Err(ConfigError::at(
+                "upstream.max_connections",
+                "must be at least 1",
             ));
         }
         if self.limits.max_connections == 0 {

@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use super::ProxyBody;
+use super::pool::{Connector, Pool, PooledBody};
 use crate::config::{ConfigError, UpstreamConfig};
 
 /// Why the upstream gave no response head.
@@ -25,9 +23,9 @@ pub enum UpstreamError {
     Timeout(Duration),
 }
 
+/// The one upstream: where requests go and the connections they go on.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
-    scheme: Scheme,
+    pool: Arc<Pool>,
     authority: Authority,
     /// A path prefix from `upstream.url` (empty for `/`).
     base_path: String,
@@ -44,31 +42,36 @@ impl Upstream {
         else {
             return Err(ConfigError::at("upstream.url", "needs a scheme and a host"));
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout.get()));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_client_config()?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(https);
+        let https = scheme == Scheme::HTTPS;
+        if !https && scheme != Scheme::HTTP {
+            return Err(ConfigError::at("upstream.url", "the scheme must be http or https"));
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = authority.host();
+        let tls = if https {
+            // `[::1]` in a URL is `::1` to TLS.
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            let server_name = ServerName::try_from(name.to_owned())
+                .map_err(|e| ConfigError::at("upstream.url", format!("TLS server name: {e}")))?;
+            Some((TlsConnector::from(Arc::new(tls_client_config()?)), server_name))
+        } else {
+            None
+        };
+        let connector = Connector::new(
+            format!("{host}:{port}"),
+            tls,
+            config.connect_timeout.get(),
+        );
         Ok(Self {
-            client,
-            scheme,
+            pool: Pool::new(connector, config.max_connections),
             authority,
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: config.timeout.get(),
         })
     }
 
-    /// The upstream URI for a client request's path and query.
+    /// The request target sent upstream (origin-form: path and query) for
+    /// a client request's URI.
     pub fn target(&self, original: &Uri) -> Result<Uri, http::Error> {
         let path_and_query = match (original.path_and_query(), self.base_path.is_empty()) {
             (Some(path_and_query), true) => path_and_query.clone(),
@@ -78,11 +81,7 @@ impl Upstream {
                 format!("{}{path_and_query}", self.base_path).parse()?
             }
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        Ok(Uri::from(path_and_query))
     }
 
     /// The upstream's host, for requests that arrived without one.
@@ -91,21 +90,21 @@ impl Upstream {
     }
 
     /// Sends `request` and waits for the response head, at most
-    /// `upstream.timeout`. The body then streams at the client's pace.
+    /// `upstream.timeout` (a wait for a free connection included). The
+    /// body then streams at the client's pace.
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(UpstreamError::Failed(describe(&error))),
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+            Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout(self.timeout)),
         }
     }
 }
 
 /// The client error with its causes, for the log.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -128,9 +127,11 @@ fn tls_client_config() -> Result<rustls::ClientConfig, ConfigError> {
         tracing::warn!("no system root certificates found: https upstreams will not verify");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::at("upstream.url", format!("TLS: {e}")))?
         .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }

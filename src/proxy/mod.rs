@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod headers;
+mod pool;
 pub mod upgrade;
 
 use bytes::Bytes;

@@ -1,22 +1,25 @@
 //! The public listener: accepts connections (plain or TLS), bounds them,
-//! serves HTTP/1.1 and HTTP/2 on each, and drains on shutdown.
+//! serves HTTP/1.1 (and HTTP/2 when TLS negotiates it by ALPN), and drains
+//! on shutdown.
 
+mod drain;
 pub mod shutdown;
 pub mod tls;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use self::drain::{Drain, Watcher};
 use crate::config::LimitsConfig;
 use crate::gateway::{Connection, Gateway};
 
@@ -29,9 +32,9 @@ pub async fn serve(
     limits: &LimitsConfig,
     stop: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(http_builder(limits));
+    let protocols = Arc::new(Protocols::new(limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let handshake_timeout = limits.header_read_timeout.get();
     tokio::pin!(stop);
     loop {
@@ -58,41 +61,49 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => {
-                    let connection = Connection { peer, tls: false };
-                    serve_connection(&builder, watcher, TokioIo::new(stream), gateway, connection)
-                        .await;
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let connection = Connection { peer, tls: true };
-                            serve_connection(
-                                &builder,
-                                watcher,
-                                TokioIo::new(stream),
-                                gateway,
-                                connection,
-                            )
-                            .await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
+        let protocols = protocols.clone();
+        let watcher = drain.watcher();
+        match tls.clone() {
+            None => {
+                let connection = Connection { peer, tls: false };
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_http1(&protocols, watcher, stream, gateway, connection).await;
+                });
             }
-        });
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection = Connection { peer, tls: true };
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        // Boxed: an HTTP/2 connection's state is large, and
+                        // most connections are HTTP/1.1.
+                        Box::pin(serve_http2(&protocols, watcher, stream, gateway, connection))
+                            .await;
+                    } else {
+                        serve_http1(&protocols, watcher, stream, gateway, connection).await;
+                    }
+                });
+            }
+        }
     }
     drop(listener);
-    let drain = limits.drain_timeout.get();
-    tracing::info!(?drain, "no longer accepting; draining requests in flight");
-    if tokio::time::timeout(drain, graceful.shutdown())
+    let drain_timeout = limits.drain_timeout.get();
+    tracing::info!(?drain_timeout, "no longer accepting; draining requests in flight");
+    if tokio::time::timeout(drain_timeout, drain.run())
         .await
         .is_err()
     {
@@ -100,37 +111,78 @@ pub async fn serve(
     }
 }
 
-/// HTTP/1.1 and HTTP/2 on one port, with the request head bounded in size
-/// (hyper answers 431 past it) and in time.
-fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.get())
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
+/// How connections are served: the request head bounded in size (hyper
+/// answers 431 past it) and in time.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
-async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    io: TokioIo<I>,
+impl Protocols {
+    fn new(limits: &LimitsConfig) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout.get())
+            .max_buf_size(limits.max_header_bytes);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        Self { http1, http2 }
+    }
+}
+
+async fn serve_http1<I>(
+    protocols: &Protocols,
+    watcher: Watcher,
+    io: I,
     gateway: Arc<Gateway>,
     connection: Connection,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
-        let gateway = gateway.clone();
-        async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, connection).await) }
-    });
-    let served = builder.serve_connection_with_upgrades(io, service);
-    if let Err(error) = watcher.watch(served.into_owned()).await {
+    let served = protocols
+        .http1
+        .serve_connection(TokioIo::new(io), service(gateway, connection))
+        .with_upgrades();
+    let shutdown = |served: Pin<&mut _>| http1::UpgradeableConnection::graceful_shutdown(served);
+    if let Err(error) = watcher.watch(served, shutdown).await {
         tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
     }
+}
+
+async fn serve_http2<I>(
+    protocols: &Protocols,
+    watcher: Watcher,
+    io: I,
+    gateway: Arc<Gateway>,
+    connection: Connection,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let served = protocols
+        .http2
+        .serve_connection(TokioIo::new(io), service(gateway, connection));
+    let shutdown = |served: Pin<&mut _>| http2::Connection::graceful_shutdown(served);
+    if let Err(error) = watcher.watch(served, shutdown).await {
+        tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
+    }
+}
+
+/// Each request on the connection goes through the gateway.
+fn service(
+    gateway: Arc<Gateway>,
+    connection: Connection,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::proxy::ProxyBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::proxy::ProxyBody>, std::convert::Infallible>>
+                 + Send,
+> + Clone {
+    service_fn(move |request| {
+        let gateway = gateway.clone();
+        async move { Ok(gateway.handle(request, connection).await) }
+    })
 }
