@@ -113,7 +113,7 @@ impl Default for UpstreamConfig {
             url: "http://127.0.0.1:3000".into(),
             timeout: ConfigDuration::secs(30),
             connect_timeout: ConfigDuration::secs(5),
-            max_connections: 1024,
+            max_connections: 256,
         }
     }
 }

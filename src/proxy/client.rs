@@ -44,7 +44,10 @@ impl Upstream {
         };
         let https = scheme == Scheme::HTTPS;
         if !https && scheme != Scheme::HTTP {
-            return Err(ConfigError::at("upstream.url", "the scheme must be http or https"));
+            return Err(ConfigError::at(
+                "upstream.url",
+                "the scheme must be http or https",
+            ));
         }
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let host = authority.host();
@@ -53,15 +56,14 @@ impl Upstream {
             let name = host.trim_start_matches('[').trim_end_matches(']');
             let server_name = ServerName::try_from(name.to_owned())
                 .map_err(|e| ConfigError::at("upstream.url", format!("TLS server name: {e}")))?;
-            Some((TlsConnector::from(Arc::new(tls_client_config()?)), server_name))
+            Some((
+                TlsConnector::from(Arc::new(tls_client_config()?)),
+                server_name,
+            ))
         } else {
             None
         };
-        let connector = Connector::new(
-            format!("{host}:{port}"),
-            tls,
-            config.connect_timeout.get(),
-        );
+        let connector = Connector::new(format!("{host}:{port}"), tls, config.connect_timeout.get());
         Ok(Self {
             pool: Pool::new(connector, config.max_connections),
             authority,

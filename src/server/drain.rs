@@ -45,7 +45,11 @@ impl Drain {
 impl Watcher {
     /// Drives `connection` to its end; once the drain starts, `shutdown`
     /// asks it to close gracefully, and it is driven until it has.
-    pub async fn watch<C, E>(mut self, connection: C, shutdown: impl FnOnce(Pin<&mut C>)) -> Result<(), E>
+    pub async fn watch<C, E>(
+        mut self,
+        connection: C,
+        shutdown: impl FnOnce(Pin<&mut C>),
+    ) -> Result<(), E>
     where
         C: Future<Output = Result<(), E>>,
     {
@@ -84,8 +88,14 @@ mod tests {
         };
         let draining = tokio::spawn(drain.run());
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(asked.load(Ordering::SeqCst), "the connection was asked to close");
-        assert!(!draining.is_finished(), "the drain waits for the open connection");
+        assert!(
+            asked.load(Ordering::SeqCst),
+            "the connection was asked to close"
+        );
+        assert!(
+            !draining.is_finished(),
+            "the drain waits for the open connection"
+        );
         finish.send(()).expect("the connection is waiting");
         assert_eq!(watched.await.expect("joined"), Ok(()));
         tokio::time::timeout(Duration::from_secs(1), draining)

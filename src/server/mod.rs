@@ -74,25 +74,30 @@ pub async fn serve(
             Some(acceptor) => {
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let stream =
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
+                    let stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
                     let connection = Connection { peer, tls: true };
                     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                         // Boxed: an HTTP/2 connection's state is large, and
                         // most connections are HTTP/1.1.
-                        Box::pin(serve_http2(&protocols, watcher, stream, gateway, connection))
-                            .await;
+                        Box::pin(serve_http2(
+                            &protocols, watcher, stream, gateway, connection,
+                        ))
+                        .await;
                     } else {
                         serve_http1(&protocols, watcher, stream, gateway, connection).await;
                     }
@@ -102,7 +107,10 @@ pub async fn serve(
     }
     drop(listener);
     let drain_timeout = limits.drain_timeout.get();
-    tracing::info!(?drain_timeout, "no longer accepting; draining requests in flight");
+    tracing::info!(
+        ?drain_timeout,
+        "no longer accepting; draining requests in flight"
+    );
     if tokio::time::timeout(drain_timeout, drain.run())
         .await
         .is_err()
@@ -124,6 +132,7 @@ impl Protocols {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout.get())
+            .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
@@ -178,8 +187,9 @@ fn service(
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::proxy::ProxyBody>,
     Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<http::Response<crate::proxy::ProxyBody>, std::convert::Infallible>>
-                 + Send,
+    Future = impl Future<
+        Output = Result<http::Response<crate::proxy::ProxyBody>, std::convert::Infallible>,
+    > + Send,
 > + Clone {
     service_fn(move |request| {
         let gateway = gateway.clone();
