@@ -147,7 +147,9 @@ impl Pool {
             };
             let mut sender = match kept {
                 Some(sender) => sender,
-                None => self.connector.connect().await?,
+                // Boxed: connecting (TLS included) needs far more state than a
+                // request on a kept connection, and every request would carry it.
+                None => Box::pin(self.connector.connect()).await?,
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {

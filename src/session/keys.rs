@@ -4,7 +4,9 @@
 //! key, so a weakness in one use cannot leak into another, and every key
 //! carries a short id so that a cookie names the key that sealed it.
 
+use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Secrets;
@@ -19,6 +21,11 @@ pub struct KeySet {
     pub seal: [u8; 32],
     /// HMAC-SHA256 key for the signed session id of server stores.
     pub id_mac: [u8; 32],
+    /// `seal` with its AES key schedule expanded once: expanding it for
+    /// every request costs more than decrypting a small cookie.
+    pub sealer: Aes256Gcm,
+    /// HMAC keyed with `id_mac`, cloned for each use for the same reason.
+    pub id_signer: Hmac<Sha256>,
 }
 
 impl KeySet {
@@ -33,6 +40,10 @@ impl KeySet {
         let _ = hkdf.expand(b"session-id-mac", &mut id_mac);
         Self {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            sealer: Aes256Gcm::new(&seal.into()),
+            // HMAC takes keys of any length.
+            id_signer: <Hmac<Sha256> as Mac>::new_from_slice(&id_mac)
+                .unwrap_or_else(|_| unreachable!("HMAC accepts 32-byte keys")),
             seal,
             id_mac,
         }

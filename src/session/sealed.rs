@@ -7,8 +7,8 @@
 //! plaintext holds its own expiry, so a cookie kept past its `Max-Age` (or
 //! replayed) does not resurrect the session.
 
+use aes_gcm::Nonce;
 use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -69,8 +69,8 @@ pub fn seal(
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(SealError::Random)?;
     let key = keys.current();
-    let cipher = Aes256Gcm::new((&key.seal).into());
-    let sealed = cipher
+    let sealed = key
+        .sealer
         .encrypt(
             Nonce::from_slice(&nonce),
             Payload {
@@ -104,8 +104,8 @@ pub fn open(
         return None;
     }
     let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-    let cipher = Aes256Gcm::new((&key.seal).into());
-    let plaintext = cipher
+    let plaintext = key
+        .sealer
         .decrypt(
             Nonce::from_slice(nonce),
             Payload {

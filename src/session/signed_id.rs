@@ -8,24 +8,18 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::b64;
-use super::keys::Keyring;
+use super::keys::{KeySet, Keyring};
 use crate::store::SessionId;
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(key: &[u8; 32], id: &str) -> HmacSha256 {
-    // HMAC takes keys of any length.
-    let mut mac = HmacSha256::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts 32-byte keys"));
+fn mac(keys: &KeySet, id: &str) -> Hmac<Sha256> {
+    let mut mac = keys.id_signer.clone();
     mac.update(id.as_bytes());
     mac
 }
 
 /// The cookie value for `id`, signed with the current key.
 pub fn sign(keys: &Keyring, id: &SessionId) -> String {
-    let tag = mac(&keys.current().id_mac, id.as_str())
-        .finalize()
-        .into_bytes();
+    let tag = mac(keys.current(), id.as_str()).finalize().into_bytes();
     format!("{}.{}", id.as_str(), b64::encode(&tag))
 }
 
@@ -43,7 +37,7 @@ pub fn verify(keys: &Keyring, value: &str) -> Option<SessionId> {
     }
     let tag = b64::decode(tag)?;
     keys.all()
-        .any(|k| mac(&k.id_mac, id).verify_slice(&tag).is_ok())
+        .any(|k| mac(k, id).verify_slice(&tag).is_ok())
         .then(|| SessionId::from_trusted(id))
 }
 
