@@ -221,7 +221,8 @@ async fn an_unreachable_endpoint_at_start_up_is_reported_by_ping() {
 }
 
 /// Two gateways on one table: their updates of one session race through the
-/// compare-and-set (updates within one gateway take turns locally).
+/// compare-and-set (updates within one gateway take turns locally, and
+/// queued ones are written in groups).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn updates_from_two_gateways_lose_nothing() {
     const PER_GATEWAY: usize = 10;
@@ -246,5 +247,10 @@ async fn updates_from_two_gateways_lose_nothing() {
     let loaded = gateways[0].load(&id).await.unwrap().expect("session");
     assert_eq!(loaded.data.len(), 2 * PER_GATEWAY, "{:?}", loaded.data);
     let item = raw_item(&config, &id).await.unwrap();
-    assert_eq!(number(&item, "version"), 2 * PER_GATEWAY as u64);
+    // One version per write; a group write carries several updates.
+    let version = number(&item, "version");
+    assert!(
+        (2..=2 * PER_GATEWAY as u64).contains(&version),
+        "version {version}"
+    );
 }

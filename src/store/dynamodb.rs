@@ -59,7 +59,7 @@ use aws_sdk_dynamodb::types::{
 use serde::Deserialize;
 
 use super::record::{NativeCodec, RecordCodec};
-use super::turns::UpdateTurns;
+use super::turns::{Applied, Lead, Ticket, UpdateTurns};
 use super::{
     Change, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis, now_millis,
     retry_update,
@@ -577,10 +577,11 @@ impl DynamoStore {
     async fn update_once(
         &self,
         key: &Item,
-        change: &Change,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+        lead: &Lead<'_>,
+    ) -> Result<Option<Applied>, StoreError> {
         let current = self.get(key).await?;
-        let record = change.apply(current.as_ref().and_then(|item| self.readable(item)));
+        let applied = lead.apply(current.as_ref().and_then(|item| self.readable(item)));
+        let record = applied.last();
         let version = current
             .as_ref()
             .and_then(|item| number(item, VERSION))
@@ -596,14 +597,14 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.layout.item(key, &record, version, &self.codec)))
+            .set_item(Some(self.layout.item(key, record, version, &self.codec)))
             .condition_expression(condition)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
             .send()
             .await;
         match written {
-            Ok(_) => Ok(Some(record)),
+            Ok(_) => Ok(Some(applied)),
             Err(error) if is_conditional_failure(&error) => Ok(None),
             Err(error) => Err(self.store_error("PutItem", error)),
         }
@@ -909,10 +910,17 @@ impl SessionStore for DynamoStore {
         Ok(None)
     }
 
+    /// Waits for this session's turn, or for a group write to take this
+    /// change along (see [`UpdateTurns`]); a leader writes its group with
+    /// one conditional put.
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
         let key = self.layout.key(id);
-        let _turn = self.turns.take(id).await;
-        retry_update(UPDATE_ATTEMPTS, || self.update_once(&key, change)).await
+        let lead = match self.turns.take(id, change).await {
+            Ticket::Written(result) => return result,
+            Ticket::Lead(lead) => lead,
+        };
+        let written = retry_update(UPDATE_ATTEMPTS, || self.update_once(&key, &lead)).await;
+        lead.finish(written)
     }
 
     /// An `UpdateItem` rather than a `PutItem`: it replaces data and expiry

@@ -173,10 +173,23 @@ impl Change {
         record.expires_at = self.lifetime.expires_at(record.created_at, self.now);
         record
     }
+
+    /// A copy without the `seen` hint, for a change that waits in a queue:
+    /// by the time it is written, what its request loaded is stale.
+    pub fn without_seen(&self) -> Self {
+        Self {
+            patch: self.patch.clone(),
+            now: self.now,
+            lifetime: self.lifetime,
+            seen: None,
+        }
+    }
 }
 
 /// A store failed: the gateway answers 503 and leaves the cookie alone.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, because one failed group write fails every update in the group.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend could not be reached or refused the operation.
     #[error("store unavailable: {0}")]
@@ -239,16 +252,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
 /// Retries an optimistic read-modify-write until it commits.
 ///
-/// `attempt` returns `Ok(Some(record))` when its write committed and
+/// `attempt` returns `Ok(Some(written))` when its write committed and
 /// `Ok(None)` when it lost a race (a version or WATCH check failed). Stores
 /// that implement [`SessionStore::update`] by compare-and-set share this loop.
-pub async fn retry_update<F, Fut>(
-    max_attempts: u32,
-    mut attempt: F,
-) -> Result<SessionRecord, StoreError>
+pub async fn retry_update<T, F, Fut>(max_attempts: u32, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<SessionRecord>, StoreError>>,
+    Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
 {
     for round in 0..max_attempts {
         if let Some(record) = attempt().await? {

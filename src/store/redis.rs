@@ -20,6 +20,13 @@
 //! * touches a single key per script, so it works on a cluster;
 //! * needs no `WATCH`, which a shared multiplexed connection cannot use.
 //!
+//! Inside one gateway the updates of a session take turns and are written in
+//! groups ([`UpdateTurns`]): one compare-and-set commits every change that
+//! queued up behind the previous write, so a busy session costs one round
+//! trip per group instead of one per request. The first attempt skips the
+//! read, trying the compare-and-set against the record this gateway wrote
+//! last (or the request loaded).
+//!
 //! # Connections and outages
 //!
 //! A single server is reached through a [`ConnectionManager`], which
@@ -59,7 +66,7 @@ use serde::Deserialize;
 use tokio::sync::RwLock;
 
 use super::record::{NativeCodec, RecordCodec};
-use super::turns::UpdateTurns;
+use super::turns::{Applied, Lead, Ticket, UpdateTurns};
 use super::{
     Change, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis, now_millis,
     retry_update,
@@ -176,8 +183,9 @@ pub struct RedisStore {
     timeout: Duration,
     codec: Box<dyn RecordCodec>,
     swap_script: Script,
-    /// Updates of one session from this gateway take turns, so that the
-    /// compare-and-set only settles races between gateways.
+    /// Updates of one session from this gateway take turns and are written
+    /// in groups, so that the compare-and-set only settles races between
+    /// gateways.
     turns: UpdateTurns,
 }
 
@@ -294,40 +302,40 @@ impl RedisStore {
         Stored { text, record }
     }
 
-    /// One optimistic round of an update: `None` when another writer won.
+    /// One optimistic round of a group's write: `None` when another
+    /// gateway won.
     async fn try_update(
         &self,
         mut conn: Connection,
         key: &str,
-        change: &Change,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+        lead: &Lead<'_>,
+    ) -> Result<Option<Applied>, StoreError> {
         let stored = self.read(&mut conn, key).await?;
         let (old, current) = match stored {
             Some(Stored { text, record }) => (Some(text), record),
             None => (None, None),
         };
-        let record = change.apply(current);
-        let committed = self.swap(&mut conn, key, old, &record).await?;
-        Ok(committed.then_some(record))
+        let applied = lead.apply(current);
+        let committed = self.swap(&mut conn, key, old, applied.last()).await?;
+        Ok(committed.then_some(applied))
     }
 
-    /// The first round without a read: a copy this gateway already holds is
-    /// usually still what Redis holds, and the compare-and-set says whether
-    /// it is. `None` when there is no copy or it went stale.
-    async fn try_update_from(
+    /// The first round without a read: the copy this gateway already holds
+    /// is usually still what Redis holds, and the compare-and-set says
+    /// whether it is. `None` when there is no copy or it went stale.
+    async fn try_update_from_hint(
         &self,
         mut conn: Connection,
         key: &str,
-        change: &Change,
-        copy: Option<SessionRecord>,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let Some(copy) = copy else {
+        lead: &Lead<'_>,
+    ) -> Result<Option<Applied>, StoreError> {
+        let Some(copy) = lead.hint() else {
             return Ok(None);
         };
-        let old = self.codec.encode(&copy).into_bytes();
-        let record = change.apply(Some(copy));
-        let committed = self.swap(&mut conn, key, Some(old), &record).await?;
-        Ok(committed.then_some(record))
+        let old = self.codec.encode(copy).into_bytes();
+        let applied = lead.apply(Some(copy.clone()));
+        let committed = self.swap(&mut conn, key, Some(old), applied.last()).await?;
+        Ok(committed.then_some(applied))
     }
 
     /// Writes `record` if the key still holds `old` (or is still missing).
@@ -379,26 +387,26 @@ impl SessionStore for RedisStore {
             .filter(|record| !record.is_expired(now)))
     }
 
+    /// Waits for this session's turn, or for a group write to take this
+    /// change along (see [`UpdateTurns`]); a leader writes its group with
+    /// one compare-and-set.
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
         let key = self.key(id);
         self.bounded(async {
-            let mut turn = self.turns.take(id).await;
-            let conn = self.link.get().await;
-            // The freshest copy this gateway has: what it wrote last, else
-            // what the request loaded.
-            let hint = turn.last_written(id).or(change.seen.as_ref()).cloned();
-            let record = match self
-                .try_update_from(conn.clone(), &key, change, hint)
-                .await?
-            {
-                Some(record) => record,
-                None => {
-                    let attempt = || self.try_update(conn.clone(), &key, change);
-                    retry_update(MAX_UPDATE_ATTEMPTS, attempt).await?
-                }
+            let lead = match self.turns.take(id, change).await {
+                Ticket::Written(result) => return result,
+                Ticket::Lead(lead) => lead,
             };
-            turn.wrote(id, &record);
-            Ok(record)
+            let conn = self.link.get().await;
+            let written = match self.try_update_from_hint(conn.clone(), &key, &lead).await {
+                Ok(Some(applied)) => Ok(applied),
+                Ok(None) => {
+                    let attempt = || self.try_update(conn.clone(), &key, &lead);
+                    retry_update(MAX_UPDATE_ATTEMPTS, attempt).await
+                }
+                Err(error) => Err(error),
+            };
+            lead.finish(written)
         })
         .await
     }
