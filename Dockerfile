@@ -16,6 +16,12 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 WORKDIR /build
 
+# make: the jemalloc allocator is built from C sources (gcc is in the image).
+# Pinned to bookworm's version, as the base image pins the release.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, in their own layer: build them against placeholder
 # sources, so that a change under src/ does not rebuild the whole tree.
 COPY Cargo.toml Cargo.lock ./

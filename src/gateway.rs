@@ -20,10 +20,22 @@ use crate::session::{CommitError, Engine, ResolveError};
 use crate::store::SessionStore;
 
 /// The client connection a request came in on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Connection {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's address as `X-Forwarded-For` carries it, formatted once
+    /// per connection rather than per request (cloning it is a reference
+    /// count).
+    peer_ip: HeaderValue,
+}
+
+impl Connection {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(peer.ip().to_string()))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { peer, tls, peer_ip }
+    }
 }
 
 /// Everything that can stop a request, each with its one status code.
@@ -82,7 +94,7 @@ impl Gateway {
     pub async fn handle(
         &self,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Response<ProxyBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -97,7 +109,7 @@ impl Gateway {
     async fn forward(
         &self,
         mut request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
     ) -> Result<Response<ProxyBody>, GatewayError> {
         let trusted = self
             .trusted_proxies
@@ -141,7 +153,7 @@ impl Gateway {
     fn upstream_request(
         &self,
         request: Request<Incoming>,
-        connection: Connection,
+        connection: &Connection,
         trusted: bool,
         https: bool,
         upgrading: bool,
@@ -160,7 +172,7 @@ impl Gateway {
             }
         }
         let forwarded = Forwarded {
-            peer: connection.peer.ip(),
+            peer: &connection.peer_ip,
             trusted,
             proto: if https { "https" } else { "http" },
         };

