@@ -232,7 +232,9 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Applies `change` atomically to the record under `id` (creating it when
-    /// missing or expired) and returns the record as stored.
+    /// missing or expired) and returns the record right after it. Concurrent
+    /// updates of the same session may be committed with it in one write
+    /// (see `turns`), so the store may already hold later changes on top.
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError>;
 
     /// Writes `record` under `id`, replacing whatever is there. Used to move
