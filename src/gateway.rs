@@ -96,11 +96,12 @@ impl Gateway {
         request: Request<Incoming>,
         connection: &Connection,
     ) -> Response<ProxyBody> {
+        // Kept for the error log; cloning a parsed URI shares its bytes.
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        let uri = request.uri().clone();
         let response = match self.forward(request, connection).await {
             Ok(response) => response,
-            Err(error) => error_response(&method, &path, &error),
+            Err(error) => error_response(&method, uri.path(), &error),
         };
         self.metrics.count(response.status());
         response

@@ -146,18 +146,37 @@ pub struct CookieWriter<'a> {
 impl CookieWriter<'_> {
     /// `Set-Cookie` for `name=value`, alive for `max_age_secs`.
     pub fn set(&self, name: &str, value: &str, max_age_secs: u64) -> Option<HeaderValue> {
-        self.header(name, value, &format!("Max-Age={max_age_secs}"))
+        self.header(name, value, Lifetime::MaxAge(max_age_secs))
     }
 
     /// `Set-Cookie` that makes the browser drop `name`.
     pub fn expire(&self, name: &str) -> Option<HeaderValue> {
-        self.header(name, "", "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+        self.header(name, "", Lifetime::Expired)
     }
 
-    fn header(&self, name: &str, value: &str, lifetime: &str) -> Option<HeaderValue> {
+    /// Built by pushing onto one string sized up front: this runs on every
+    /// response that sets a cookie, and `format!` costs several times more.
+    fn header(&self, name: &str, value: &str, lifetime: Lifetime) -> Option<HeaderValue> {
+        use std::fmt::Write as _;
         let config = self.config;
-        let mut line = format!("{name}={value}; Path={}; {lifetime}", config.path);
-        if let Some(domain) = &config.domain {
+        let domain = config.domain.as_deref().unwrap_or_default();
+        let mut line = String::with_capacity(
+            name.len() + value.len() + config.path.len() + domain.len() + 128,
+        );
+        line.push_str(name);
+        line.push('=');
+        line.push_str(value);
+        line.push_str("; Path=");
+        line.push_str(&config.path);
+        match lifetime {
+            Lifetime::MaxAge(secs) => {
+                let _ = write!(line, "; Max-Age={secs}");
+            }
+            Lifetime::Expired => {
+                line.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+            }
+        }
+        if config.domain.is_some() {
             line.push_str("; Domain=");
             line.push_str(domain);
         }
@@ -169,8 +188,14 @@ impl CookieWriter<'_> {
         }
         line.push_str("; SameSite=");
         line.push_str(config.same_site.as_str());
-        HeaderValue::from_str(&line).ok()
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
     }
+}
+
+/// How long a cookie set by [`CookieWriter`] lives.
+enum Lifetime {
+    MaxAge(u64),
+    Expired,
 }
 
 #[cfg(test)]

@@ -20,7 +20,12 @@ fn mac(keys: &KeySet, id: &str) -> Hmac<Sha256> {
 /// The cookie value for `id`, signed with the current key.
 pub fn sign(keys: &Keyring, id: &SessionId) -> String {
     let tag = mac(keys.current(), id.as_str()).finalize().into_bytes();
-    format!("{}.{}", id.as_str(), b64::encode(&tag))
+    let tag = b64::encode(&tag);
+    let mut value = String::with_capacity(id.as_str().len() + 1 + tag.len());
+    value.push_str(id.as_str());
+    value.push('.');
+    value.push_str(&tag);
+    value
 }
 
 /// The session id in a cookie value, if its MAC verifies under any key of

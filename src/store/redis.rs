@@ -238,7 +238,10 @@ impl RedisStore {
     }
 
     fn key(&self, id: &SessionId) -> String {
-        format!("{}{}", self.prefix, id.as_str())
+        let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
+        key.push_str(&self.prefix);
+        key.push_str(id.as_str());
+        key
     }
 
     /// Runs one operation within the timeout and tells the link how it went.
@@ -327,13 +330,13 @@ impl RedisStore {
         &self,
         mut conn: Connection,
         key: &str,
-        lead: &Lead<'_>,
+        lead: &mut Lead<'_>,
     ) -> Result<Option<Applied>, StoreError> {
-        let Some(copy) = lead.hint() else {
+        let Some(copy) = lead.take_hint() else {
             return Ok(None);
         };
-        let old = self.codec.encode(copy).into_bytes();
-        let applied = lead.apply(Some(copy.clone()));
+        let old = self.codec.encode(&copy).into_bytes();
+        let applied = lead.apply(Some(copy));
         let committed = self.swap(&mut conn, key, Some(old), applied.last()).await?;
         Ok(committed.then_some(applied))
     }
@@ -393,12 +396,15 @@ impl SessionStore for RedisStore {
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
         let key = self.key(id);
         self.bounded(async {
-            let lead = match self.turns.take(id, change).await {
+            let mut lead = match self.turns.take(id, change).await {
                 Ticket::Written(result) => return result,
                 Ticket::Lead(lead) => lead,
             };
             let conn = self.link.get().await;
-            let written = match self.try_update_from_hint(conn.clone(), &key, &lead).await {
+            let written = match self
+                .try_update_from_hint(conn.clone(), &key, &mut lead)
+                .await
+            {
                 Ok(Some(applied)) => Ok(applied),
                 Ok(None) => {
                     let attempt = || self.try_update(conn.clone(), &key, &lead);

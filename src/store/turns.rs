@@ -128,9 +128,14 @@ impl<'c> Lead<'c> {
             }
         }
         state.waiting = others;
-        let last_written = match &state.last {
-            Some((last_id, record)) if last_id == id => Some(record.clone()),
-            _ => None,
+        // Taken, not copied: no other writer of this stripe runs until this
+        // turn ends, and `finish` puts the new record back.
+        let last_written = match state.last.take() {
+            Some((last_id, record)) if last_id == *id => Some(record),
+            other => {
+                state.last = other;
+                None
+            }
         };
         Self {
             baton,
@@ -144,8 +149,9 @@ impl<'c> Lead<'c> {
     /// The freshest copy of the record this gateway has: what it wrote last,
     /// else what this writer's request loaded. A hint only: another gateway
     /// may have written since, which the store's compare-and-set detects.
-    pub fn hint(&self) -> Option<&SessionRecord> {
-        self.last_written.as_ref().or(self.own.seen.as_ref())
+    /// Taken once: a store that finds it stale reads the record instead.
+    pub fn take_hint(&mut self) -> Option<SessionRecord> {
+        self.last_written.take().or_else(|| self.own.seen.clone())
     }
 
     /// Applies the group's changes in order to `current` (what the store
