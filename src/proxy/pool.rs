@@ -95,7 +95,9 @@ async fn handshake<T>(io: T) -> Result<http1::SendRequest<ProxyBody>, UpstreamEr
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Flattened writes, as on the server side (see `server::Protocols`).
     let (sender, connection) = http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| UpstreamError::Failed(describe(&e)))?;

@@ -133,7 +133,11 @@ impl Protocols {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout.get())
             .max_header_size(limits.max_header_bytes)
-            .max_buf_size(limits.max_header_bytes);
+            .max_buf_size(limits.max_header_bytes)
+            // One contiguous write per response head (and small body)
+            // instead of a gather write: measurably cheaper in the kernel
+            // for the small messages a gateway mostly relays.
+            .writev(false);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
