@@ -116,18 +116,20 @@ impl<'c> Lead<'c> {
         own: &'c Change,
     ) -> Self {
         let mut group = Vec::new();
-        let mut others = VecDeque::with_capacity(state.waiting.len());
-        for waiter in state.waiting.drain(..) {
-            if waiter.wake.is_closed() {
-                continue; // gave up: never written
+        if !state.waiting.is_empty() {
+            let mut others = VecDeque::with_capacity(state.waiting.len());
+            for waiter in state.waiting.drain(..) {
+                if waiter.wake.is_closed() {
+                    continue; // gave up: never written
+                }
+                if waiter.id == *id {
+                    group.push(waiter);
+                } else {
+                    others.push_back(waiter);
+                }
             }
-            if waiter.id == *id {
-                group.push(waiter);
-            } else {
-                others.push_back(waiter);
-            }
+            state.waiting = others;
         }
-        state.waiting = others;
         // Taken, not copied: no other writer of this stripe runs until this
         // turn ends, and `finish` puts the new record back.
         let last_written = match state.last.take() {
@@ -182,7 +184,9 @@ impl<'c> Lead<'c> {
                 return Err(error);
             }
         };
-        baton.stripe().lock().last = Some((id, applied.last.clone()));
+        if let Some(stripe) = &baton.stripe {
+            stripe.lock().last = Some((id, applied.last.clone()));
+        }
         let mut records = applied.before.into_iter().chain([applied.last]);
         let own = records.next();
         for (waiter, record) in group.into_iter().zip(records) {
@@ -245,6 +249,7 @@ enum Wake {
 /// leader, a cancelled one, a waiter that went away with the turn in its
 /// channel), hands the turn to the next waiter that is still there.
 struct Baton {
+    /// `None` once disarmed: a baton that came back from a waiter that left.
     stripe: Option<Arc<Stripe>>,
 }
 
@@ -253,11 +258,6 @@ impl Baton {
         Self {
             stripe: Some(Arc::clone(stripe)),
         }
-    }
-
-    fn stripe(&self) -> &Stripe {
-        // Only `Drop` and `pass_on` take it out.
-        self.stripe.as_deref().unwrap_or_else(|| unreachable!())
     }
 }
 
