@@ -10,8 +10,6 @@
 mod conformance;
 mod support;
 
-use std::net::TcpListener;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +23,7 @@ use sessiongate::store::{
 };
 use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row};
+use support::free_port;
 use support::servers::PrivateMariadb;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -341,13 +340,6 @@ async fn a_malformed_url_names_store_url() {
         .err()
         .expect("malformed URL");
     assert!(error.to_string().starts_with("store.url:"), "{error}");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Waits for `load` to serve the session again, or panics after `within`.

@@ -5,11 +5,12 @@
 
 pub mod servers;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,12 +23,24 @@ use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 
-/// A free local port (the OS picks it; there is a small race until use).
+/// A free local port, never the same one twice in this test process.
+///
+/// The OS may hand out a port it just handed out once the probe socket is
+/// closed, so two calls in a row (a gateway's `listen` and `admin`) could
+/// name one port. A port can still be taken by another process before its
+/// user binds it; [`GatewayBuilder::start`] retries that case.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The built-in echo backend, in this test process.
@@ -87,7 +100,22 @@ impl GatewayBuilder {
         self
     }
 
+    /// Starts the gateway on free ports. A port another process took
+    /// between [`free_port`] and the gateway's bind is retried on new ports.
     pub async fn start(self) -> Gateway {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let mut gateway = self.configure();
+            match gateway.try_spawn().await {
+                Ok(()) => return gateway,
+                Err(log) if attempt < ATTEMPTS && log.contains("in use") => attempt += 1,
+                Err(log) => panic!("sessiongate exited early: {log}"),
+            }
+        }
+    }
+
+    fn configure(&self) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = self
             .listen
@@ -96,16 +124,14 @@ impl GatewayBuilder {
         let config = dir.path().join("gateway.yaml");
         let text = format!("listen: {addr}\nadmin:\n  listen: {admin}\n{}", self.yaml);
         std::fs::write(&config, text).expect("write config");
-        let mut gateway = Gateway {
+        Gateway {
             addr,
             admin,
             child: None,
             config,
             _dir: dir,
-            env: self.env,
-        };
-        gateway.spawn().await;
-        gateway
+            env: self.env.clone(),
+        }
     }
 }
 
@@ -139,6 +165,14 @@ impl Gateway {
     }
 
     async fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn().await {
+            panic!("sessiongate exited early: {log}");
+        }
+    }
+
+    /// Starts the process and waits for `/healthz`; `Err` holds the log of a
+    /// process that exited first.
+    async fn try_spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
         command
             .arg("--config")
@@ -155,22 +189,23 @@ impl Gateway {
         }
         let child = command.spawn().expect("start sessiongate");
         self.child = Some(child);
-        self.wait_until_healthy().await;
+        self.wait_until_healthy().await
     }
 
-    async fn wait_until_healthy(&mut self) {
+    async fn wait_until_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = TestClient::new();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("sessiongate exited early ({status}): {}", self.stderr());
+                self.child = None;
+                return Err(format!("({status}) {}", self.stderr()));
             }
             if let Ok(response) = client.try_get(&self.admin_url("/healthz")).await
                 && response.status == StatusCode::OK
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,

@@ -2,7 +2,7 @@
 //! `redis-server` or `mariadbd` of the test's own, on a free port, killed on
 //! drop. Shared services are never stopped.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,12 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 use sqlx::mysql::MySqlConnection;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
+use super::free_port;
 
 /// A `redis-server` of the test's own on a fixed free port, killed on drop.
 pub struct PrivateRedis {
