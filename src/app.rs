@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Admin};
-use crate::config::{Config, ConfigError, Secrets};
+use crate::config::{Config, Secrets};
+use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::server;
 
@@ -16,7 +17,7 @@ pub async fn run(
     config: Config,
     secrets: Secrets,
     stop: impl Future<Output = ()>,
-) -> Result<(), ConfigError> {
+) -> Result<(), Error> {
     let metrics = match admin::metrics::install() {
         Ok(handle) => Some(handle),
         Err(error) => {
@@ -25,8 +26,9 @@ pub async fn run(
         }
     };
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
-    let store = crate::store::open(&config).await?;
-    let gateway = Arc::new(Gateway::new(&config, &secrets, store.clone())?);
+    let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
+    let store = sessions.server().cloned();
+    let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
 
     let public = bind("listen", config.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
@@ -48,8 +50,8 @@ pub async fn run(
     Ok(())
 }
 
-async fn bind(key: &str, address: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
+async fn bind(key: &str, address: std::net::SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(address)
         .await
-        .map_err(|e| ConfigError::at(key, format!("cannot listen on {address}: {e}")))
+        .map_err(|e| Error::config(key, format!("cannot listen on {address}: {e}")))
 }

@@ -1,70 +1,34 @@
-//! One request's trip through the gateway, phase by phase:
-//! resolve the session → forward upstream → commit the backend's
-//! instructions → answer. Every failure maps to one status in
-//! [`GatewayError::status`].
+//! One request's trip through the gateway, phase by phase, in the order
+//! they run:
+//!
+//! 1. **resolve the session** from the cookie and the store;
+//! 2. **build the upstream request**: target, forwarded headers, the
+//!    session written in and the session cookie taken out;
+//! 3. **send** it and wait for the response head;
+//! 4. **apply the backend's instructions** to the store, before the head
+//!    goes to the client;
+//! 5. **set the cookie**;
+//! 6. **log and count**.
+//!
+//! Every failure is one [`Error`] whose [`Error::status`] is the answer.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::HOST;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use ipnet::IpNet;
 
-use crate::config::{Config, ConfigError, Secrets};
-use crate::proxy::headers::{self, Forwarded};
-use crate::proxy::{ProxyBody, Upstream, UpstreamError, text_body, upgrade};
-use crate::session::{CommitError, Engine, ResolveError};
-use crate::store::SessionStore;
+use crate::config::{Config, Secrets};
+use crate::error::{Error, Result};
+use crate::proxy::pool::PooledBody;
+use crate::proxy::{Client, Connection, ProxyBody, Upstream, forward, headers, text_body, upgrade};
+use crate::session::{Engine, Session};
+use crate::store::Sessions;
 
-/// The client connection a request came in on.
-#[derive(Clone, Debug)]
-pub struct Connection {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The peer's address as `X-Forwarded-For` carries it, formatted once
-    /// per connection rather than per request (cloning it is a reference
-    /// count).
-    peer_ip: HeaderValue,
-}
-
-impl Connection {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        let peer_ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(peer.ip().to_string()))
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { peer, tls, peer_ip }
-    }
-}
-
-/// Everything that can stop a request, each with its one status code.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error("session store failed while loading: {0}")]
-    Resolve(#[from] ResolveError),
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error("session instructions failed: {0}")]
-    Commit(#[from] CommitError),
-    #[error("cannot build the upstream request: {0}")]
-    BadRequest(#[from] http::Error),
-}
-
-impl GatewayError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            GatewayError::Resolve(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Upstream(UpstreamError::Failed(_)) => StatusCode::BAD_GATEWAY,
-            GatewayError::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Commit(CommitError::InvalidUpdate(_)) => StatusCode::BAD_GATEWAY,
-            GatewayError::Commit(CommitError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::Commit(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
+/// The gateway: the session engine in front of the upstream.
+#[derive(Debug)]
 pub struct Gateway {
     engine: Engine,
     upstream: Upstream,
@@ -72,22 +36,31 @@ pub struct Gateway {
     metrics: RequestMetrics,
 }
 
+/// A client's protocol upgrade, waiting for the backend's `101`.
+struct PendingUpgrade {
+    client: OnUpgrade,
+    /// Method and path, for logs.
+    label: String,
+}
+
 impl Gateway {
-    pub fn new(
-        config: &Config,
-        secrets: &Secrets,
-        store: Option<Arc<dyn SessionStore>>,
-    ) -> Result<Self, ConfigError> {
+    /// The gateway for `config`, over the opened `sessions`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when the upstream is unusable.
+    pub fn new(config: &Config, secrets: &Secrets, sessions: Sessions) -> Result<Self> {
         Ok(Self {
-            engine: Engine::new(config, secrets, store),
+            engine: Engine::new(config, secrets, sessions),
             upstream: Upstream::new(&config.upstream)?,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: RequestMetrics::new(),
         })
     }
 
-    pub fn store(&self) -> Option<&Arc<dyn SessionStore>> {
-        self.engine.store()
+    /// Where sessions live, for readiness checks.
+    pub fn sessions(&self) -> &Sessions {
+        self.engine.sessions()
     }
 
     /// Answers one client request. Never fails: errors become responses.
@@ -107,84 +80,89 @@ impl Gateway {
         response
     }
 
+    /// Phases 1 to 5.
     async fn forward(
         &self,
         mut request: Request<Incoming>,
         connection: &Connection,
-    ) -> Result<Response<ProxyBody>, GatewayError> {
-        let trusted = self
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&connection.peer.ip()));
-        let https = connection.tls
-            || (trusted && headers::forwarded_proto(request.headers()) == Some("https"));
-
+    ) -> Result<Response<ProxyBody>> {
+        let client = Client::of(&request, connection, &self.trusted_proxies);
         let session = self.engine.resolve(request.headers()).await?;
-
-        let upgrading = upgrade::requested(request.version(), request.headers());
-        let client_upgrade = upgrading.then(|| {
-            let label = format!("{} {}", request.method(), request.uri().path());
-            (hyper::upgrade::on(&mut request), label)
-        });
-        let mut outgoing = self.upstream_request(request, connection, trusted, https, upgrading)?;
-        self.engine
-            .prepare_upstream(&session, outgoing.headers_mut());
-
-        let started = Instant::now();
-        let mut response = self.upstream.send(outgoing).await?;
-        self.metrics
-            .upstream_duration
-            .record(started.elapsed().as_secs_f64());
-
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if let Some((client, label)) = client_upgrade
-            && switching
-        {
-            upgrade::tunnel(client, hyper::upgrade::on(&mut response), label);
-        }
-        let (mut parts, body) = response.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers, switching && upgrading);
-        self.engine
-            .commit(session, &mut parts.headers, https)
-            .await?;
-        Ok(Response::from_parts(parts, body.boxed()))
+        let pending = take_upgrade(&mut request);
+        let outgoing =
+            self.upstream_request(request, connection, client, &session, pending.is_some())?;
+        let response = self.send(outgoing).await?;
+        self.respond(response, pending, session, client).await
     }
 
-    /// The request as it goes upstream, before the session is written in.
+    /// Phase 2: the request as the backend sees it.
     fn upstream_request(
         &self,
         request: Request<Incoming>,
         connection: &Connection,
-        trusted: bool,
-        https: bool,
+        client: Client,
+        session: &Session,
         upgrading: bool,
-    ) -> Result<Request<ProxyBody>, GatewayError> {
-        let (mut parts, body) = request.into_parts();
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-        parts.uri = self.upstream.target(&parts.uri)?;
-        headers::remove_hop_by_hop(&mut parts.headers, upgrading);
-        // An HTTP/2 request has no Host header: HTTP/1.1 upstreams need one.
-        if !parts.headers.contains_key(HOST) {
-            let host = authority
-                .as_deref()
-                .unwrap_or(self.upstream.authority().as_str());
-            if let Ok(value) = HeaderValue::from_str(host) {
-                parts.headers.insert(HOST, value);
-            }
-        }
-        let forwarded = Forwarded {
-            peer: &connection.peer_ip,
-            trusted,
-            proto: if https { "https" } else { "http" },
-        };
-        headers::set_forwarded(&mut parts.headers, &forwarded, authority.as_deref());
-        parts.version = Version::HTTP_11;
-        Ok(Request::from_parts(parts, body.boxed()))
+    ) -> Result<Request<ProxyBody>> {
+        let mut outgoing =
+            forward::upstream_request(request, &self.upstream, connection, client, upgrading)?;
+        self.engine
+            .prepare_upstream(session, outgoing.headers_mut());
+        Ok(outgoing)
     }
+
+    /// Phase 3: the upstream's response head, timed.
+    async fn send(&self, outgoing: Request<ProxyBody>) -> Result<Response<PooledBody>> {
+        let started = Instant::now();
+        let response = self.upstream.send(outgoing).await?;
+        self.metrics
+            .upstream_duration
+            .record(started.elapsed().as_secs_f64());
+        Ok(response)
+    }
+
+    /// Phases 4 and 5: the response as the client gets it, with the
+    /// session committed and the cookie set.
+    async fn respond(
+        &self,
+        mut response: Response<PooledBody>,
+        pending: Option<PendingUpgrade>,
+        session: Session,
+        client: Client,
+    ) -> Result<Response<ProxyBody>> {
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upgraded = match pending {
+            Some(PendingUpgrade { client, label }) if switching => {
+                upgrade::tunnel(client, hyper::upgrade::on(&mut response), label);
+                true
+            }
+            _ => false,
+        };
+        let (mut parts, body) = response.into_parts();
+        headers::remove_hop_by_hop(&mut parts.headers, upgraded);
+        self.engine
+            .commit(session, &mut parts.headers, client.https)
+            .await?;
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+/// Takes the client's side of a protocol upgrade out of the request, if it
+/// asks for one.
+fn take_upgrade(request: &mut Request<Incoming>) -> Option<PendingUpgrade> {
+    if !upgrade::requested(request.version(), request.headers()) {
+        return None;
+    }
+    let label = format!("{} {}", request.method(), request.uri().path());
+    Some(PendingUpgrade {
+        client: hyper::upgrade::on(request),
+        label,
+    })
 }
 
 /// Request metrics, with handles looked up once: the hot path only bumps
 /// atomics.
+#[derive(Debug)]
 struct RequestMetrics {
     /// `sessiongate_requests_total` for the statuses a gateway mostly sees.
     by_status: Vec<(StatusCode, metrics::Counter)>,
@@ -220,9 +198,9 @@ fn requests_counter(status: StatusCode) -> metrics::Counter {
     metrics::counter!("sessiongate_requests_total", "status" => status.as_str().to_owned())
 }
 
-/// The client sees a short status text; the log gets the reason, with the
-/// request's method and path.
-fn error_response(method: &Method, path: &str, error: &GatewayError) -> Response<ProxyBody> {
+/// Phase 6 for a failed request: the client sees a short status text; the
+/// log gets the reason, with the request's method and path.
+fn error_response(method: &Method, path: &str, error: &Error) -> Response<ProxyBody> {
     let status = error.status();
     if status.is_server_error() {
         tracing::error!(%method, path, status = status.as_u16(), %error, "request failed");

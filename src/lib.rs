@@ -13,14 +13,25 @@
 //! 5. [`admin`] reports health, readiness and metrics on its own port.
 //!
 //! [`config`] reads `gateway.yaml`; [`app`] starts it all; [`demo`] is the
-//! built-in echo backend.
+//! built-in echo backend; [`error`] is the one error type.
+//!
+//! Imports run one way: `config` and `error` are the ground floor and import
+//! nothing else from the crate; `store` builds on them; `session` on
+//! `store`; `proxy` on `config`; `gateway` joins `session` and `proxy`;
+//! `server`, `admin` and `app` sit on top.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod error;
 pub mod gateway;
 pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod store;
+
+pub use error::{Error, Result};

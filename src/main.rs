@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use sessiongate::config::{Config, ConfigError, LogConfig, LogFormat, Secrets};
+use sessiongate::Error;
+use sessiongate::config::{Config, LogConfig, LogFormat, Secrets};
 
 #[derive(Parser)]
 #[command(
@@ -83,7 +84,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn load(path: &Path) -> Result<(Config, Secrets), ConfigError> {
+fn load(path: &Path) -> Result<(Config, Secrets), Error> {
     let config = Config::load(path)?;
     let secrets = config.secrets(&env)?;
     Ok((config, secrets))
@@ -92,7 +93,7 @@ fn load(path: &Path) -> Result<(Config, Secrets), ConfigError> {
 /// The Tokio runtime. On one CPU (a pinned process, or a container limited
 /// to one core) the current-thread scheduler does the same work about 20%
 /// cheaper than a one-worker multi-thread scheduler (see BENCHMARKS.md).
-fn runtime() -> Result<tokio::runtime::Runtime, ConfigError> {
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -102,10 +103,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, ConfigError> {
     builder
         .enable_all()
         .build()
-        .map_err(|e| ConfigError(format!("cannot start the runtime: {e}")))
+        .map_err(|e| Error::config_message(format!("cannot start the runtime: {e}")))
 }
 
-fn run(path: &Path) -> Result<(), ConfigError> {
+fn run(path: &Path) -> Result<(), Error> {
     let (config, secrets) = load(path)?;
     init_logging(&config.log);
     install_crypto_provider();
@@ -116,7 +117,7 @@ fn run(path: &Path) -> Result<(), ConfigError> {
     ))
 }
 
-fn check(path: &Path) -> Result<(), ConfigError> {
+fn check(path: &Path) -> Result<(), Error> {
     let (config, _) = load(path)?;
     if let Some(tls) = &config.tls {
         install_crypto_provider();
@@ -130,15 +131,15 @@ fn check(path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn keygen() -> Result<(), ConfigError> {
+fn keygen() -> Result<(), Error> {
     let mut bytes = [0u8; 48];
     getrandom::fill(&mut bytes)
-        .map_err(|e| ConfigError(format!("the OS random generator failed: {e}")))?;
+        .map_err(|e| Error::config_message(format!("the OS random generator failed: {e}")))?;
     println!("{}", sessiongate::session::b64::encode(&bytes));
     Ok(())
 }
 
-fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), ConfigError> {
+fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), Error> {
     let mut config = Config::parse(sessiongate::demo::CONFIG, &env)?;
     config.listen = listen;
     config.admin.listen = admin_listen;
@@ -148,8 +149,9 @@ fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), ConfigError>
         Ok(secrets) => secrets,
         Err(_) => {
             let mut bytes = [0u8; 48];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| ConfigError(format!("the OS random generator failed: {e}")))?;
+            getrandom::fill(&mut bytes).map_err(|e| {
+                Error::config_message(format!("the OS random generator failed: {e}"))
+            })?;
             eprintln!(
                 "sessiongate demo: WARNING: no SESSION_SECRET set; using a random secret for this run only."
             );
@@ -165,8 +167,8 @@ fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), ConfigError>
     runtime()?.block_on(async move {
         let backend = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|e| ConfigError(format!("cannot start the echo backend: {e}")))?;
-        let backend_addr = backend.local_addr().map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(|e| Error::config_message(format!("cannot start the echo backend: {e}")))?;
+        let backend_addr = backend.local_addr().map_err(|e| Error::config_message(e.to_string()))?;
         config.upstream.url = format!("http://{backend_addr}");
         tokio::spawn(sessiongate::demo::serve(backend));
         eprintln!("sessiongate demo: open http://{listen}/ (echo backend on {backend_addr}; admin on {admin_listen})");
@@ -175,11 +177,11 @@ fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), ConfigError>
     })
 }
 
-fn echo(listen: SocketAddr) -> Result<(), ConfigError> {
+fn echo(listen: SocketAddr) -> Result<(), Error> {
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| ConfigError(format!("cannot listen on {listen}: {e}")))?;
+            .map_err(|e| Error::config_message(format!("cannot listen on {listen}: {e}")))?;
         eprintln!("sessiongate echo: backend on http://{listen}/");
         tokio::select! {
             () = sessiongate::demo::serve(listener) => {}
@@ -189,7 +191,7 @@ fn echo(listen: SocketAddr) -> Result<(), ConfigError> {
     })
 }
 
-fn healthcheck(path: &Path, url: Option<String>) -> Result<(), ConfigError> {
+fn healthcheck(path: &Path, url: Option<String>) -> Result<(), Error> {
     let url = match url {
         Some(url) => url,
         None => {

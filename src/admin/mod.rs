@@ -2,6 +2,7 @@
 
 pub mod metrics;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,21 @@ use crate::store::SessionStore;
 
 /// What the admin endpoints report on.
 pub struct Admin {
+    /// Pinged by `/readyz`; `None` for the cookie store, which has nothing
+    /// to reach.
     pub store: Option<Arc<dyn SessionStore>>,
+    /// Rendered by `/metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
+}
+
+/// Stores are not `Debug`: shows which one, and whether metrics are on.
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("store", &self.store.as_ref().map(|store| store.kind()))
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 /// Readiness waits at most this long for the store.
@@ -107,17 +121,22 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
 
 /// GETs `url` and succeeds on a 200: the `healthcheck` subcommand, so that a
 /// container image needs no curl or shell.
-pub async fn probe(url: &str, timeout: Duration) -> Result<(), crate::config::ConfigError> {
-    use crate::config::ConfigError;
+pub async fn probe(url: &str, timeout: Duration) -> Result<(), crate::error::Error> {
+    use crate::error::Error;
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| ConfigError(format!("{url}: {e}")))?;
+        .map_err(|e| Error::config_message(format!("{url}: {e}")))?;
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     match tokio::time::timeout(timeout, client.get(uri)).await {
         Ok(Ok(response)) if response.status() == StatusCode::OK => Ok(()),
-        Ok(Ok(response)) => Err(ConfigError(format!("{url} answered {}", response.status()))),
-        Ok(Err(error)) => Err(ConfigError(format!("{url}: {error}"))),
-        Err(_) => Err(ConfigError(format!("{url}: no answer within {timeout:?}"))),
+        Ok(Ok(response)) => Err(Error::config_message(format!(
+            "{url} answered {}",
+            response.status()
+        ))),
+        Ok(Err(error)) => Err(Error::config_message(format!("{url}: {error}"))),
+        Err(_) => Err(Error::config_message(format!(
+            "{url}: no answer within {timeout:?}"
+        ))),
     }
 }

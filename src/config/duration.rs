@@ -10,14 +10,17 @@ use serde::{Deserialize, Deserializer, de};
 pub struct ConfigDuration(pub Duration);
 
 impl ConfigDuration {
+    /// Whole seconds, in `const` context: for the configuration's defaults.
     pub const fn secs(secs: u64) -> Self {
         Self(Duration::from_secs(secs))
     }
 
+    /// Milliseconds, in `const` context: for durations under a second.
     pub const fn millis(millis: u64) -> Self {
         Self(Duration::from_millis(millis))
     }
 
+    /// The plain [`Duration`], for timers and timeouts.
     pub fn get(self) -> Duration {
         self.0
     }

@@ -8,51 +8,50 @@
 
 mod duration;
 mod env;
+mod load;
+pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use ipnet::IpNet;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 
 pub use duration::{ConfigDuration, parse_duration};
+pub(crate) use load::typed;
+pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
+pub use store::{
+    AwsConfig, CookieStoreConfig, DynamoConfig, MemoryStoreConfig, MysqlConfig, RedisConfig,
+    StoreConfig,
+};
 
-use crate::store;
-
-/// Minimum length of a session secret, in characters.
-pub const MIN_SECRET_LEN: usize = 32;
-
-/// A configuration problem, worded for the operator: it names the key or the
-/// environment variable at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-impl ConfigError {
-    pub fn at(key: &str, message: impl std::fmt::Display) -> Self {
-        Self(format!("{key}: {message}"))
-    }
-}
-
+/// The whole configuration, as `gateway.yaml` gives it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The public address (`listen`).
     pub listen: SocketAddr,
+    /// Peers whose `X-Forwarded-*` headers are believed.
     #[serde(deserialize_with = "deserialize_networks")]
     pub trusted_proxies: Vec<IpNet>,
+    /// TLS on the public listener; plain HTTP without it.
     pub tls: Option<TlsConfig>,
+    /// The admin listener.
     pub admin: AdminConfig,
+    /// Where requests go.
     pub upstream: UpstreamConfig,
+    /// Session lifetime, secrets and cookie.
     pub session: SessionConfig,
     /// Read separately (see [`StoreConfig::from_value`]): each store type has
     /// its own keys.
     #[serde(skip)]
     pub store: StoreConfig,
+    /// Session keys sent upstream as headers of their own.
     pub headers: HeadersConfig,
+    /// Bounds on clients.
     pub limits: LimitsConfig,
+    /// Log format and level.
     pub log: LogConfig,
 }
 
@@ -73,16 +72,21 @@ impl Default for Config {
     }
 }
 
+/// `tls`: the public listener's certificate and key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain.
     pub cert: PathBuf,
+    /// PEM private key.
     pub key: PathBuf,
 }
 
+/// `admin`: health, readiness and metrics.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
+    /// The admin address; loopback by default.
     pub listen: SocketAddr,
 }
 
@@ -94,9 +98,11 @@ impl Default for AdminConfig {
     }
 }
 
+/// `upstream`: the backend behind the gateway.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
+    /// `http://` or `https://` URL, optionally with a base path.
     pub url: String,
     /// Time allowed for the upstream to send its response head.
     pub timeout: ConfigDuration,
@@ -118,17 +124,27 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// `session`: how sessions live and how their cookie looks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
+    /// The current secret (`SESSION_SECRET` wins).
     pub secret: Option<String>,
+    /// Older secrets whose cookies still open (rotation).
     pub previous_secrets: Vec<String>,
+    /// Idle lifetime.
     pub ttl: ConfigDuration,
+    /// Hard limit from creation, whatever the activity.
     pub absolute_ttl: Option<ConfigDuration>,
+    /// An unmodified session's expiry moves at most this often.
     pub touch_interval: ConfigDuration,
+    /// Re-send the cookie on every response.
     pub rolling: bool,
+    /// Store new sessions even when nothing was written to them.
     pub save_uninitialized: bool,
+    /// Leave expired records found on read to the backend's own clean-up.
     pub keep_expired: bool,
+    /// The session cookie's name and attributes.
     pub cookie: CookieConfig,
 }
 
@@ -148,14 +164,21 @@ impl Default for SessionConfig {
     }
 }
 
+/// `session.cookie`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CookieConfig {
+    /// Cookie name (chunks are `name.1`, `name.2`, ...).
     pub name: String,
+    /// `Domain` attribute; host-only without it.
     pub domain: Option<String>,
+    /// `Path` attribute.
     pub path: String,
+    /// When the cookie is marked `Secure`.
     pub secure: Secure,
+    /// `HttpOnly` attribute.
     pub http_only: bool,
+    /// `SameSite` attribute.
     pub same_site: SameSite,
 }
 
@@ -175,7 +198,9 @@ impl Default for CookieConfig {
 /// When the cookie carries the `Secure` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secure {
+    /// Always `Secure` (TLS terminated before the gateway, say).
     Always,
+    /// Never `Secure` (plain-HTTP development).
     Never,
     /// Secure when the client reached us over TLS, directly or through a
     /// trusted proxy that says `X-Forwarded-Proto: https`.
@@ -205,15 +230,20 @@ impl<'de> Deserialize<'de> for Secure {
     }
 }
 
+/// The cookie's `SameSite` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SameSite {
+    /// Sent on same-site requests only.
     Strict,
+    /// Also sent on top-level cross-site navigations.
     Lax,
+    /// Sent on every request (needs `Secure`).
     None,
 }
 
 impl SameSite {
+    /// The attribute value as written in `Set-Cookie`.
     pub fn as_str(self) -> &'static str {
         match self {
             SameSite::Strict => "Strict",
@@ -223,6 +253,7 @@ impl SameSite {
     }
 }
 
+/// `headers`: session fields the backend gets as headers of their own.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadersConfig {
@@ -230,12 +261,17 @@ pub struct HeadersConfig {
     pub fields: IndexMap<String, String>,
 }
 
+/// `limits`: bounds on what clients may hold or send.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Largest request head accepted (431 past it).
     pub max_header_bytes: usize,
+    /// Time allowed for a request head (and a TLS handshake).
     pub header_read_timeout: ConfigDuration,
+    /// Client connections served at once.
     pub max_connections: usize,
+    /// How long requests in flight may finish at shutdown.
     pub drain_timeout: ConfigDuration,
 }
 
@@ -254,6 +290,7 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// Text or JSON lines.
     pub format: LogFormat,
     /// A tracing filter such as `info` or `sessiongate=debug`; `RUST_LOG` wins.
     pub level: String,
@@ -268,325 +305,14 @@ impl Default for LogConfig {
     }
 }
 
+/// `log.format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
-}
-
-/// The `store` section: one variant per backend, each with its own keys.
-#[derive(Debug, Clone)]
-pub enum StoreConfig {
-    Cookie(CookieStoreConfig),
-    Memory(MemoryStoreConfig),
-    Redis(store::redis::RedisConfig),
-    Dynamodb(store::dynamodb::DynamoConfig),
-    Mysql(store::mysql::MysqlConfig),
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig::Cookie(CookieStoreConfig::default())
-    }
-}
-
-impl StoreConfig {
-    /// The value of `store.type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StoreConfig::Cookie(_) => "cookie",
-            StoreConfig::Memory(_) => "memory",
-            StoreConfig::Redis(_) => "redis",
-            StoreConfig::Dynamodb(_) => "dynamodb",
-            StoreConfig::Mysql(_) => "mysql",
-        }
-    }
-
-    /// Reads `store` by its `type`, so that a key of another store type is
-    /// refused by name instead of being silently ignored.
-    fn from_value(value: Value) -> Result<Self, ConfigError> {
-        let mut map = match value {
-            Value::Object(map) => map,
-            Value::Null => return Ok(Self::default()),
-            _ => return Err(ConfigError::at("store", "must be a mapping with a `type`")),
-        };
-        let kind = match map.remove("type") {
-            None => "cookie".to_owned(),
-            Some(Value::String(kind)) => kind,
-            Some(_) => return Err(ConfigError::at("store.type", "must be a string")),
-        };
-        let rest = Value::Object(map);
-        Ok(match kind.as_str() {
-            "cookie" => StoreConfig::Cookie(typed("store", rest)?),
-            "memory" => StoreConfig::Memory(typed("store", rest)?),
-            "redis" => StoreConfig::Redis(typed("store", rest)?),
-            "dynamodb" => StoreConfig::Dynamodb(typed("store", rest)?),
-            "mysql" => StoreConfig::Mysql(typed("store", rest)?),
-            other => {
-                return Err(ConfigError::at(
-                    "store.type",
-                    format!(
-                        "unknown store `{other}`: use cookie, memory, redis, dynamodb or mysql"
-                    ),
-                ));
-            }
-        })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CookieStoreConfig {
-    /// How many cookies one session may span (`sid`, `sid.1`, ...).
-    pub max_chunks: usize,
-}
-
-impl Default for CookieStoreConfig {
-    fn default() -> Self {
-        Self { max_chunks: 5 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MemoryStoreConfig {
-    pub max_sessions: usize,
-}
-
-impl Default for MemoryStoreConfig {
-    fn default() -> Self {
-        Self {
-            max_sessions: 100_000,
-        }
-    }
-}
-
-/// The secrets in force, after `SESSION_SECRET` and
-/// `SESSION_PREVIOUS_SECRETS` have been applied.
-#[derive(Clone)]
-pub struct Secrets {
-    pub current: String,
-    pub previous: Vec<String>,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Secrets {{ current: <redacted>, previous: {} }}",
-            self.previous.len()
-        )
-    }
-}
-
-/// Where the configuration file is when neither `--config` nor `CONFIG` says.
-pub const DEFAULT_CONFIG_PATH: &str = "gateway.yaml";
-
-impl Config {
-    /// Reads and checks the file at `path`, substituting from the process
-    /// environment.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!("cannot read configuration {}: {e}", path.display()))
-        })?;
-        Self::parse(&text, &|name| std::env::var(name).ok())
-    }
-
-    /// Parses and checks configuration text; `env` looks up variables.
-    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut tree: Value = if text.trim().is_empty() {
-            Value::Object(Default::default())
-        } else {
-            serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError(format!("configuration is not valid YAML: {e}")))?
-        };
-        env::substitute(&mut tree, env).map_err(ConfigError)?;
-        let store = match &mut tree {
-            Value::Object(map) => map.remove("store").unwrap_or(Value::Null),
-            Value::Null => Value::Null,
-            _ => return Err(ConfigError("configuration must be a YAML mapping".into())),
-        };
-        if tree.is_null() {
-            tree = Value::Object(Default::default());
-        }
-        let mut config: Config = typed("", tree)?;
-        config.store = StoreConfig::from_value(store)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The secrets in force: `SESSION_SECRET` wins over `session.secret`, and
-    /// `SESSION_PREVIOUS_SECRETS` (comma-separated) over
-    /// `session.previous_secrets`.
-    pub fn secrets(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secrets, ConfigError> {
-        let current = env("SESSION_SECRET")
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.session.secret.clone().filter(|s| !s.is_empty()))
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "no session secret: set SESSION_SECRET (or session.secret) to at least {MIN_SECRET_LEN} random characters, e.g. from `sessiongate keygen`"
-                ))
-            })?;
-        check_secret_length("SESSION_SECRET", &current)?;
-        let previous: Vec<String> =
-            match env("SESSION_PREVIOUS_SECRETS").filter(|s| !s.trim().is_empty()) {
-                Some(list) => list
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                None => self
-                    .session
-                    .previous_secrets
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .cloned()
-                    .collect(),
-            };
-        for secret in &previous {
-            check_secret_length("SESSION_PREVIOUS_SECRETS", secret)?;
-        }
-        Ok(Secrets { current, previous })
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let url = &self.upstream.url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::at(
-                "upstream.url",
-                format!("`{url}` must start with http:// or https://"),
-            ));
-        }
-        url.parse::<http::Uri>()
-            .ok()
-            .and_then(|uri| uri.host().map(|_| ()))
-            .ok_or_else(|| {
-                ConfigError::at("upstream.url", format!("`{url}` is not a valid URL"))
-            })?;
-        if self.admin.listen == self.listen {
-            return Err(ConfigError::at(
-                "admin.listen",
-                "must not be the public listen address",
-            ));
-        }
-        let session = &self.session;
-        if session.ttl.get().is_zero() {
-            return Err(ConfigError::at("session.ttl", "must be longer than 0s"));
-        }
-        if session.absolute_ttl.is_some_and(|d| d.get().is_zero()) {
-            return Err(ConfigError::at(
-                "session.absolute_ttl",
-                "must be longer than 0s",
-            ));
-        }
-        if session.touch_interval >= session.ttl {
-            return Err(ConfigError::at(
-                "session.touch_interval",
-                "must be shorter than session.ttl",
-            ));
-        }
-        let cookie = &session.cookie;
-        if cookie.name.is_empty() || !cookie.name.bytes().all(is_cookie_name_byte) {
-            return Err(ConfigError::at(
-                "session.cookie.name",
-                format!("`{}` is not a valid cookie name", cookie.name),
-            ));
-        }
-        if !cookie.path.starts_with('/') || !cookie.path.bytes().all(is_cookie_attr_byte) {
-            return Err(ConfigError::at(
-                "session.cookie.path",
-                "must start with / and hold no ; or control characters",
-            ));
-        }
-        if let Some(domain) = &cookie.domain
-            && (domain.is_empty() || !domain.bytes().all(is_cookie_attr_byte))
-        {
-            return Err(ConfigError::at(
-                "session.cookie.domain",
-                format!("`{domain}` is not a valid domain"),
-            ));
-        }
-        if cookie.same_site == SameSite::None && cookie.secure == Secure::Never {
-            return Err(ConfigError::at(
-                "session.cookie.same_site",
-                "none needs secure: true or auto (browsers drop SameSite=None cookies that are not Secure)",
-            ));
-        }
-        for (key, name) in &self.headers.fields {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ConfigError::at(
-                    &format!("headers.fields.{key}"),
-                    format!("`{name}` is not a valid header name"),
-                ));
-            }
-        }
-        if self.limits.max_header_bytes < 8192 {
-            return Err(ConfigError::at(
-                "limits.max_header_bytes",
-                "must be at least 8192",
-            ));
-        }
-        if self.upstream.max_connections == 0 {
-            return Err(ConfigError::at(
-                "upstream.max_connections",
-                "must be at least 1",
-            ));
-        }
-        if self.limits.max_connections == 0 {
-            return Err(ConfigError::at(
-                "limits.max_connections",
-                "must be at least 1",
-            ));
-        }
-        match &self.store {
-            StoreConfig::Cookie(c) if !(1..=50).contains(&c.max_chunks) => Err(ConfigError::at(
-                "store.max_chunks",
-                "must be between 1 and 50",
-            )),
-            StoreConfig::Memory(m) if m.max_sessions == 0 => {
-                Err(ConfigError::at("store.max_sessions", "must be at least 1"))
-            }
-            StoreConfig::Redis(c) => c.validate(),
-            StoreConfig::Dynamodb(c) => c.validate(),
-            StoreConfig::Mysql(c) => c.validate(),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn check_secret_length(variable: &str, secret: &str) -> Result<(), ConfigError> {
-    if secret.chars().count() < MIN_SECRET_LEN {
-        return Err(ConfigError(format!(
-            "{variable}: a secret must be at least {MIN_SECRET_LEN} characters long (got {})",
-            secret.chars().count()
-        )));
-    }
-    Ok(())
-}
-
-/// Cookie names are RFC 6265 tokens.
-fn is_cookie_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn is_cookie_attr_byte(b: u8) -> bool {
-    (0x21..0x7f).contains(&b) && b != b';'
-}
-
-/// Deserializes `value` into `T`, reporting the failing key as a dotted path
-/// under `prefix`.
-fn typed<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let path = match (prefix.is_empty(), inner.as_str()) {
-            (true, ".") => "configuration".to_owned(),
-            (true, _) => inner,
-            (false, ".") => prefix.to_owned(),
-            (false, _) => format!("{prefix}.{inner}"),
-        };
-        ConfigError::at(&path, e.into_inner())
-    })
 }
 
 /// Accepts CIDRs (`10.0.0.0/8`) and single addresses (`10.0.0.7`).

@@ -1,10 +1,11 @@
 use super::*;
+use crate::error::Error;
 
 fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+fn parse(text: &str) -> Result<Config, Error> {
     Config::parse(text, &no_env)
 }
 

@@ -10,20 +10,11 @@ use tokio_rustls::TlsConnector;
 
 use super::ProxyBody;
 use super::pool::{Connector, Pool, PooledBody};
-use crate::config::{ConfigError, UpstreamConfig};
-
-/// Why the upstream gave no response head.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// 502: refused, reset, or not speaking HTTP.
-    #[error("upstream failed: {0}")]
-    Failed(String),
-    /// 504: no response head within `upstream.timeout`.
-    #[error("upstream sent no response within {0:?}")]
-    Timeout(Duration),
-}
+use crate::config::UpstreamConfig;
+use crate::error::Error;
 
 /// The one upstream: where requests go and the connections they go on.
+#[derive(Debug)]
 pub struct Upstream {
     pool: Arc<Pool>,
     authority: Authority,
@@ -33,18 +24,20 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Self, ConfigError> {
+    /// Checks `upstream.url` and sets up TLS and the pool; no connection
+    /// opens until the first request.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, Error> {
         let url: Uri = config
             .url
             .parse()
-            .map_err(|e| ConfigError::at("upstream.url", e))?;
+            .map_err(|e| Error::config("upstream.url", e))?;
         let (Some(scheme), Some(authority)) = (url.scheme().cloned(), url.authority().cloned())
         else {
-            return Err(ConfigError::at("upstream.url", "needs a scheme and a host"));
+            return Err(Error::config("upstream.url", "needs a scheme and a host"));
         };
         let https = scheme == Scheme::HTTPS;
         if !https && scheme != Scheme::HTTP {
-            return Err(ConfigError::at(
+            return Err(Error::config(
                 "upstream.url",
                 "the scheme must be http or https",
             ));
@@ -55,7 +48,7 @@ impl Upstream {
             // `[::1]` in a URL is `::1` to TLS.
             let name = host.trim_start_matches('[').trim_end_matches(']');
             let server_name = ServerName::try_from(name.to_owned())
-                .map_err(|e| ConfigError::at("upstream.url", format!("TLS server name: {e}")))?;
+                .map_err(|e| Error::config("upstream.url", format!("TLS server name: {e}")))?;
             Some((
                 TlsConnector::from(Arc::new(tls_client_config()?)),
                 server_name,
@@ -94,13 +87,10 @@ impl Upstream {
     /// Sends `request` and waits for the response head, at most
     /// `upstream.timeout` (a wait for a free connection included). The
     /// body then streams at the client's pace.
-    pub async fn send(
-        &self,
-        request: Request<ProxyBody>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<PooledBody>, Error> {
         match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
             Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+            Err(_) => Err(Error::upstream_timeout(self.timeout)),
         }
     }
 }
@@ -118,7 +108,7 @@ pub(super) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// TLS for https upstreams: the system's trusted roots, ring as the provider.
-fn tls_client_config() -> Result<rustls::ClientConfig, ConfigError> {
+fn tls_client_config() -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
@@ -131,7 +121,7 @@ fn tls_client_config() -> Result<rustls::ClientConfig, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::at("upstream.url", format!("TLS: {e}")))?
+        .map_err(|e| Error::config("upstream.url", format!("TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

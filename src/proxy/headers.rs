@@ -1,7 +1,7 @@
 //! Header rewriting for forwarding: hop-by-hop removal and `X-Forwarded-*`.
 
 use http::header::{
-    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
 };
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -10,8 +10,9 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every
-/// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
-/// `Transfer-Encoding` and `Upgrade`. On a protocol upgrade the `Upgrade`
+/// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Transfer-Encoding` and
+/// `Upgrade`. `Trailer` is end-to-end (RFC 9110 §6.6.2) and stays: it
+/// announces the trailer fields, which hyper then forwards. On a protocol upgrade the `Upgrade`
 /// header and `Connection: upgrade` are what the next hop needs, so they stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none, or only `Connection: keep-alive`: one pass
@@ -38,7 +39,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in proxy_headers {
         headers.remove(name);
     }
-    for name in [&KEEP_ALIVE, &TE, &TRAILER, &TRANSFER_ENCODING] {
+    for name in [&KEEP_ALIVE, &TE, &TRANSFER_ENCODING] {
         headers.remove(name);
     }
     headers.remove(CONNECTION);
@@ -52,19 +53,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// A header that never crosses a hop by itself (those a `Connection` header
 /// names aside).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ]
-    .contains(&name)
+    [&CONNECTION, &KEEP_ALIVE, &TE, &TRANSFER_ENCODING, &UPGRADE].contains(&name)
         || name.as_str().starts_with("proxy-")
 }
 
 /// What the gateway knows about the client connection.
+#[derive(Debug)]
 pub struct Forwarded<'a> {
     /// The peer's IP address, formatted.
     pub peer: &'a HeaderValue,
@@ -113,6 +107,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>, authori
     }
 }
 
+/// The client said `TE: trailers`: it takes trailer fields.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// The scheme a trusted proxy says the client used.
 pub fn forwarded_proto(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(&X_FORWARDED_PROTO)?.to_str().ok()?;
@@ -152,15 +156,15 @@ mod tests {
             ("keep-alive", "timeout=5"),
             ("proxy-authorization", "Basic x"),
             ("te", "trailers"),
+            ("trailer", "grpc-status"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
             ("x-kept", "1"),
         ]);
         remove_hop_by_hop(&mut headers, false);
-        assert_eq!(
-            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            vec!["x-kept"]
-        );
+        let mut kept: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec!["trailer", "x-kept"]);
     }
 
     #[test]

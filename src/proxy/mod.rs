@@ -1,16 +1,19 @@
-//! Forwarding one request upstream: the pooled client, hop-by-hop and
-//! forwarded headers, and protocol upgrades.
+//! Forwarding one request upstream: building the upstream request
+//! ([`forward`]), hop-by-hop and forwarded headers, the pooled client, and
+//! protocol upgrades.
 
 pub mod client;
+pub mod forward;
 pub mod headers;
-mod pool;
+pub mod pool;
 pub mod upgrade;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 
-pub use client::{Upstream, UpstreamError};
+pub use client::Upstream;
+pub use forward::{Client, Connection};
 
 /// Bodies both ways: streamed, never collected.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;

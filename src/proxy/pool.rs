@@ -30,7 +30,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use super::ProxyBody;
-use super::client::{UpstreamError, describe};
+use super::client::describe;
+use crate::error::Error;
 
 /// An idle connection is closed after this long unused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +47,18 @@ pub struct Connector {
     connect_timeout: Duration,
 }
 
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("address", &self.address)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connector {
+    /// `tls` is the connector and the name to verify for an https upstream,
+    /// `None` for plain http.
     pub fn new(
         address: String,
         tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -59,16 +71,16 @@ impl Connector {
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<ProxyBody>, UpstreamError> {
+    async fn connect(&self) -> Result<http1::SendRequest<ProxyBody>, Error> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| {
-                UpstreamError::Failed(format!(
+                Error::upstream(format!(
                     "connect to {} timed out after {:?}",
                     self.address, self.connect_timeout
                 ))
             })?
-            .map_err(|e| UpstreamError::Failed(format!("connect to {}: {e}", self.address)))?;
+            .map_err(|e| Error::upstream(format!("connect to {}: {e}", self.address)))?;
         // Requests are small writes that must leave at once.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY on an upstream connection");
@@ -81,8 +93,8 @@ impl Connector {
                     tls.connect(server_name.clone(), tcp),
                 )
                 .await
-                .map_err(|_| UpstreamError::Failed("TLS handshake timed out".into()))?
-                .map_err(|e| UpstreamError::Failed(format!("TLS handshake: {e}")))?;
+                .map_err(|_| Error::upstream("TLS handshake timed out"))?
+                .map_err(|e| Error::upstream(format!("TLS handshake: {e}")))?;
                 handshake(stream).await
             }
         }
@@ -91,7 +103,7 @@ impl Connector {
 
 /// Starts HTTP/1.1 on `io`; the connection is driven by its own task, which
 /// ends when the upstream or the pool closes it.
-async fn handshake<T>(io: T) -> Result<http1::SendRequest<ProxyBody>, UpstreamError>
+async fn handshake<T>(io: T) -> Result<http1::SendRequest<ProxyBody>, Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -100,7 +112,7 @@ where
         .writev(false)
         .handshake(TokioIo::new(io))
         .await
-        .map_err(|e| UpstreamError::Failed(describe(&e)))?;
+        .map_err(|e| Error::upstream(describe(&e)))?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(error = %describe(&error), "upstream connection ended");
@@ -109,6 +121,9 @@ where
     Ok(sender)
 }
 
+/// The upstream's connections: idle ones kept for reuse, and a cap on
+/// requests in flight.
+#[derive(Debug)]
 pub struct Pool {
     connector: Connector,
     /// Newest last: reuse takes the warmest connection, expiry drops the
@@ -117,12 +132,15 @@ pub struct Pool {
     in_flight: Arc<Semaphore>,
 }
 
+#[derive(Debug)]
 struct Idle {
     sender: http1::SendRequest<ProxyBody>,
     since: Instant,
 }
 
 impl Pool {
+    /// Empty: connections open as requests need them, at most
+    /// `max_connections` in use at once.
     pub fn new(connector: Connector, max_connections: usize) -> Arc<Self> {
         Arc::new(Self {
             connector,
@@ -136,11 +154,11 @@ impl Pool {
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    ) -> Result<Response<PooledBody>, Error> {
         let permit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
-            .map_err(|_| UpstreamError::Failed("the upstream pool is closed".into()))?;
+            .map_err(|_| Error::upstream("the upstream pool is closed"))?;
         for attempt in 0..=STALE_RETRIES {
             let kept = if attempt < STALE_RETRIES {
                 self.take_idle().await
@@ -171,12 +189,12 @@ impl Pool {
                         tracing::debug!(error = %describe(error.error()), "retrying on another upstream connection");
                         request = unsent;
                     }
-                    None => return Err(UpstreamError::Failed(describe(error.error()))),
+                    None => return Err(Error::upstream(describe(error.error()))),
                 },
             }
         }
-        Err(UpstreamError::Failed(
-            "no upstream connection would take the request".into(),
+        Err(Error::upstream(
+            "no upstream connection would take the request",
         ))
     }
 
@@ -209,6 +227,7 @@ impl Pool {
 }
 
 /// One request's hold on a connection and on a place in flight.
+#[derive(Debug)]
 struct Lease {
     sender: http1::SendRequest<ProxyBody>,
     pool: Arc<Pool>,
@@ -240,6 +259,7 @@ impl Lease {
 /// The upstream's response body, streamed as it arrives; when it ends the
 /// connection returns to the pool, when it is dropped early the connection
 /// closes (its state is unknown).
+#[derive(Debug)]
 pub struct PooledBody {
     inner: Incoming,
     lease: Option<Lease>,

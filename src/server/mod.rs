@@ -21,7 +21,8 @@ use tokio_rustls::TlsAcceptor;
 
 use self::drain::{Drain, Watcher};
 use crate::config::LimitsConfig;
-use crate::gateway::{Connection, Gateway};
+use crate::gateway::Gateway;
+use crate::proxy::Connection;
 
 /// Serves `listener` until `stop` completes, then waits up to
 /// `limits.drain_timeout` for requests in flight.

@@ -9,22 +9,23 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ConfigError, TlsConfig};
+use crate::config::TlsConfig;
+use crate::error::Error;
 
 /// Builds the acceptor from `tls.cert` (a PEM chain, leaf first) and
 /// `tls.key` (a PEM private key).
-pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
+pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, Error> {
     let certs = read_certs(&config.cert)?;
     let key = PrivateKeyDer::from_pem_file(&config.key)
-        .map_err(|e| ConfigError::at("tls.key", format!("{}: {e}", config.key.display())))?;
+        .map_err(|e| Error::config("tls.key", format!("{}: {e}", config.key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::at("tls", e))?
+        .map_err(|e| Error::config("tls", e))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| {
-            ConfigError::at(
+            Error::config(
                 "tls",
                 format!("certificate and key do not fit together: {e}"),
             )
@@ -33,12 +34,12 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ConfigError::at("tls.cert", format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::config("tls.cert", format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(ConfigError::at(
+        return Err(Error::config(
             "tls.cert",
             format!("{} holds no certificate", path.display()),
         ));

@@ -138,8 +138,12 @@ pub fn split(value: &str, max_chunks: usize) -> Option<Vec<&str>> {
 }
 
 /// Attributes of the `Set-Cookie` headers for one response.
+#[derive(Debug)]
 pub struct CookieWriter<'a> {
+    /// `cookie.*`: path, domain, `HttpOnly` and `SameSite`.
     pub config: &'a CookieConfig,
+    /// Adds `Secure`: `cookie.secure` settled for this request (with `auto`,
+    /// whether the client came over TLS).
     pub secure: bool,
 }
 

@@ -4,33 +4,25 @@
 //! 2. [`Engine::prepare_upstream`]: strip forged headers and the session
 //!    cookie, write the session into the request;
 //! 3. [`Engine::commit`]: take the backend's instructions out of the
-//!    response, apply them to the store, and set or clear the cookie, all
-//!    before the response head goes to the client.
-
-use std::sync::Arc;
+//!    response, decide what they mean ([`decide`]), apply them to the
+//!    store, and set or clear the cookie, all before the response head goes
+//!    to the client.
 
 use http::header::{HeaderMap, SET_COOKIE};
 use sha2::{Digest, Sha256};
 
 use super::cookies::{self, CookieWriter, IncomingCookie};
+use super::decision::{Facts, Outcome, decide};
 use super::keys::Keyring;
-use super::protocol::{self, Instructions, InvalidUpdate, SessionHeaders};
-use super::sealed::{self, SealError, SealedSession};
+use super::protocol::{self, Instructions, SessionHeaders};
+use super::sealed::{self, SealedSession};
 use super::{b64, signed_id};
-use crate::config::{Config, CookieConfig, Secrets, StoreConfig};
-use crate::store::{
-    Change, Lifetime, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis, now_millis,
-};
-
-/// Where sessions live.
-enum Backend {
-    /// The whole session sealed in the cookie.
-    Sealed { max_chunks: usize },
-    /// A server store; the cookie holds a signed id.
-    Server(Arc<dyn SessionStore>),
-}
+use crate::config::{Config, CookieConfig, Secrets, Secure};
+use crate::error::{Error, Result};
+use crate::store::{Change, Lifetime, SessionId, SessionRecord, Sessions, UnixMillis, now_millis};
 
 /// The session of one request, between resolve and commit.
+#[derive(Debug)]
 pub struct Session {
     id: SessionId,
     record: SessionRecord,
@@ -49,45 +41,21 @@ impl Session {
         b64::encode(&digest[..16])
     }
 
+    /// The session as loaded (or started).
     pub fn record(&self) -> &SessionRecord {
         &self.record
     }
 
+    /// No stored session matched the cookie.
     pub fn is_new(&self) -> bool {
         self.is_new
     }
 }
 
-/// Why the session could not be resolved: the request gets 503.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot create a session id: {0}")]
-    Random(getrandom::Error),
-}
-
-/// Why the backend's instructions could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// 502: the backend spoke the protocol wrong.
-    #[error(transparent)]
-    InvalidUpdate(#[from] InvalidUpdate),
-    /// 503: the store failed; the client's cookie is left alone.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// 500: the session outgrew the cookie store's chunks.
-    #[error("session too large for the cookie store: {0} bytes sealed, limit {1} cookies")]
-    TooLarge(usize, usize),
-    #[error(transparent)]
-    Seal(#[from] SealError),
-    #[error("cannot create a session id: {0}")]
-    Random(getrandom::Error),
-}
-
+/// Sessions for every request: the keys, the store, and the rules.
 pub struct Engine {
     keys: Keyring,
-    backend: Backend,
+    sessions: Sessions,
     lifetime: Lifetime,
     touch_interval_ms: u64,
     rolling: bool,
@@ -96,20 +64,22 @@ pub struct Engine {
     headers: SessionHeaders,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("sessions", &self.sessions)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Engine {
-    /// `store` is the opened server store, `None` for the cookie store.
-    pub fn new(config: &Config, secrets: &Secrets, store: Option<Arc<dyn SessionStore>>) -> Self {
-        let backend = match (store, &config.store) {
-            (Some(store), _) => Backend::Server(store),
-            (None, StoreConfig::Cookie(c)) => Backend::Sealed {
-                max_chunks: c.max_chunks,
-            },
-            (None, _) => Backend::Sealed { max_chunks: 5 },
-        };
+    /// The engine over `sessions`, opened from the same configuration.
+    pub fn new(config: &Config, secrets: &Secrets, sessions: Sessions) -> Self {
         let session = &config.session;
         Self {
             keys: Keyring::new(secrets),
-            backend,
+            sessions,
             lifetime: Lifetime {
                 idle: session.ttl.get(),
                 absolute: session.absolute_ttl.map(|d| d.get()),
@@ -122,40 +92,22 @@ impl Engine {
         }
     }
 
-    /// The server store, for readiness checks.
-    pub fn store(&self) -> Option<&Arc<dyn SessionStore>> {
-        match &self.backend {
-            Backend::Server(store) => Some(store),
-            Backend::Sealed { .. } => None,
-        }
+    /// Where sessions live.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// Phase 1: the request's session, from its cookie and the store.
     ///
     /// A cookie that does not verify is a new, empty session. Only a store
     /// failure is an error.
-    pub async fn resolve(&self, request: &HeaderMap) -> Result<Session, ResolveError> {
+    pub async fn resolve(&self, request: &HeaderMap) -> Result<Session> {
         let incoming = cookies::read(request, &self.cookie.name);
         let now = now_millis();
-        let found = match (&self.backend, incoming.value.as_deref()) {
-            (_, None) => None,
-            (Backend::Sealed { .. }, Some(value)) => {
-                sealed::open(&self.keys, &self.cookie.name, value, now).map(|s| (s.id, s.record))
-            }
-            (Backend::Server(store), Some(value)) => match signed_id::verify(&self.keys, value) {
-                Some(id) => store.load(&id).await?.map(|record| (id, record)),
-                None => {
-                    reject_cookie();
-                    None
-                }
-            },
+        let found = match incoming.value.as_deref() {
+            None => None,
+            Some(value) => self.open(value, now).await?,
         };
-        if found.is_none()
-            && matches!(self.backend, Backend::Sealed { .. })
-            && incoming.value.is_some()
-        {
-            reject_cookie();
-        }
         Ok(match found {
             Some((id, record)) => Session {
                 id,
@@ -164,12 +116,33 @@ impl Engine {
                 incoming,
             },
             None => Session {
-                id: SessionId::generate().map_err(ResolveError::Random)?,
+                id: SessionId::generate()?,
                 record: SessionRecord::new(now, &self.lifetime),
                 is_new: true,
                 incoming,
             },
         })
+    }
+
+    /// The session a cookie value opens, if any.
+    async fn open(
+        &self,
+        value: &str,
+        now: UnixMillis,
+    ) -> Result<Option<(SessionId, SessionRecord)>> {
+        let found = match &self.sessions {
+            Sessions::Sealed { .. } => {
+                sealed::open(&self.keys, &self.cookie.name, value, now).map(|s| (s.id, s.record))
+            }
+            Sessions::Server(store) => match signed_id::verify(&self.keys, value) {
+                Some(id) => return Ok(store.load(&id).await?.map(|record| (id, record))),
+                None => None,
+            },
+        };
+        if found.is_none() {
+            reject_cookie();
+        }
+        Ok(found)
     }
 
     /// Phase 2: the request as the backend must see it.
@@ -181,7 +154,7 @@ impl Engine {
     }
 
     /// Phases 3 and 4: applies the backend's instructions and sets the
-    /// cookie. `secure` says whether the cookie gets the `Secure` attribute.
+    /// cookie. `https` says whether the client reached us over TLS.
     ///
     /// On error the instruction headers are already gone from `response`, and
     /// no cookie was set: the caller replaces the response.
@@ -189,25 +162,41 @@ impl Engine {
         &self,
         session: Session,
         response: &mut HeaderMap,
-        secure: bool,
-    ) -> Result<(), CommitError> {
+        https: bool,
+    ) -> Result<()> {
         let instructions = protocol::take_instructions(response)?;
         let writer = CookieWriter {
             config: &self.cookie,
-            secure,
+            secure: match self.cookie.secure {
+                Secure::Always => true,
+                Secure::Never => false,
+                Secure::Auto => https,
+            },
         };
         if instructions.destroy {
             return self.destroy(session, response, &writer).await;
         }
-        match &self.backend {
-            Backend::Sealed { max_chunks } => {
-                self.commit_sealed(session, instructions, response, &writer, *max_chunks)
+        let now = now_millis();
+        let outcome = decide(Facts {
+            modified: instructions.update.is_some() || instructions.regenerate,
+            is_new: session.is_new,
+            cookie_present: session.incoming.is_present(),
+            save_uninitialized: self.save_uninitialized,
+            rolling: self.rolling,
+            needs_touch: self.needs_touch(&session.record, now),
+        });
+        let last_chunk = session.incoming.last_chunk;
+        let (id, record) = match outcome {
+            Outcome::Nothing => return Ok(()),
+            Outcome::Clear => {
+                expire_chunks(response, &writer, &self.cookie.name, 0, last_chunk);
+                return Ok(());
             }
-            Backend::Server(store) => {
-                self.commit_server(store, session, instructions, response, &writer)
-                    .await
-            }
-        }
+            Outcome::Write => self.write(session, instructions, now).await?,
+            Outcome::Touch => self.touch(session, now).await?,
+            Outcome::Resend => (session.id, session.record),
+        };
+        self.set_cookie(response, &writer, &id, record, last_chunk, now)
     }
 
     async fn destroy(
@@ -215,13 +204,11 @@ impl Engine {
         session: Session,
         response: &mut HeaderMap,
         writer: &CookieWriter<'_>,
-    ) -> Result<(), CommitError> {
-        if let Backend::Server(store) = &self.backend
-            && !session.is_new
-        {
-            store.delete(&session.id).await?;
-        }
+    ) -> Result<()> {
         if !session.is_new {
+            if let Sessions::Server(store) = &self.sessions {
+                store.delete(&session.id).await?;
+            }
             metrics::counter!("sessiongate_sessions_destroyed_total").increment(1);
         }
         expire_chunks(
@@ -234,138 +221,107 @@ impl Engine {
         Ok(())
     }
 
-    fn commit_sealed(
+    /// Applies the backend's update (and new id) to the session.
+    async fn write(
         &self,
         session: Session,
         instructions: Instructions,
-        response: &mut HeaderMap,
-        writer: &CookieWriter<'_>,
-        max_chunks: usize,
-    ) -> Result<(), CommitError> {
-        let now = now_millis();
+        now: UnixMillis,
+    ) -> Result<(SessionId, SessionRecord)> {
         let Session {
-            mut id,
-            mut record,
-            is_new,
-            incoming,
+            id, record, is_new, ..
         } = session;
-        let modified = instructions.update.is_some() || instructions.regenerate;
-        let write = if modified {
-            let change = Change {
-                patch: instructions.update,
-                now,
-                lifetime: self.lifetime,
-                seen: None,
-            };
-            record = change.apply(Some(record));
-            true
-        } else if is_new {
-            self.save_uninitialized
-        } else if self.rolling || self.needs_touch(&record, now) {
-            record.expires_at = self.lifetime.expires_at(record.created_at, now);
-            true
-        } else {
-            false
+        let change = Change {
+            patch: instructions.update,
+            now,
+            lifetime: self.lifetime,
+            seen: (!is_new).then_some(record.clone()),
         };
-        if !write {
-            if is_new && incoming.is_present() {
-                // Whatever the client holds did not open: let it go.
-                expire_chunks(response, writer, &self.cookie.name, 0, incoming.last_chunk);
+        let (id, record) = match &self.sessions {
+            Sessions::Sealed { .. } => {
+                let record = change.apply(Some(record));
+                let id = if instructions.regenerate {
+                    SessionId::generate()?
+                } else {
+                    id
+                };
+                (id, record)
             }
-            return Ok(());
-        }
-        if instructions.regenerate {
-            id = SessionId::generate().map_err(CommitError::Random)?;
-        }
-        let value = sealed::seal(
-            &self.keys,
-            &self.cookie.name,
-            &SealedSession {
-                id,
-                record: record.clone(),
-            },
-        )?;
-        let chunks = cookies::split(&value, max_chunks)
-            .ok_or(CommitError::TooLarge(value.len(), max_chunks))?;
-        let max_age = max_age_secs(&record, now);
-        for (index, chunk) in chunks.iter().enumerate() {
-            if let Some(header) = writer.set(
-                &cookies::chunk_name(&self.cookie.name, index),
-                chunk,
-                max_age,
-            ) {
-                response.append(SET_COOKIE, header);
+            Sessions::Server(store) => {
+                let record = store.update(&id, &change).await?;
+                if instructions.regenerate {
+                    let new_id = SessionId::generate()?;
+                    store.insert(&new_id, &record).await?;
+                    store.delete(&id).await?;
+                    (new_id, record)
+                } else {
+                    (id, record)
+                }
             }
-        }
-        expire_chunks(
-            response,
-            writer,
-            &self.cookie.name,
-            chunks.len(),
-            incoming.last_chunk,
-        );
+        };
         if is_new {
             metrics::counter!("sessiongate_sessions_created_total").increment(1);
         }
-        Ok(())
+        Ok((id, record))
     }
 
-    async fn commit_server(
+    /// Moves an unmodified session's expiry.
+    async fn touch(&self, session: Session, now: UnixMillis) -> Result<(SessionId, SessionRecord)> {
+        let Session { id, mut record, .. } = session;
+        record.expires_at = self.lifetime.expires_at(record.created_at, now);
+        if let Sessions::Server(store) = &self.sessions {
+            store.touch(&id, record.expires_at).await?;
+        }
+        Ok((id, record))
+    }
+
+    /// Sets the session cookie (all its chunks, for the cookie store) and
+    /// expires chunks the client holds beyond them.
+    fn set_cookie(
         &self,
-        store: &Arc<dyn SessionStore>,
-        session: Session,
-        instructions: Instructions,
         response: &mut HeaderMap,
         writer: &CookieWriter<'_>,
-    ) -> Result<(), CommitError> {
-        let now = now_millis();
-        let Session {
-            mut id,
-            record,
-            is_new,
-            incoming,
-        } = session;
-        let modified = instructions.update.is_some() || instructions.regenerate;
-        let record = if modified || (is_new && self.save_uninitialized) {
-            let change = Change {
-                patch: instructions.update,
-                now,
-                lifetime: self.lifetime,
-                seen: (!is_new).then_some(record),
-            };
-            let record = store.update(&id, &change).await?;
-            if instructions.regenerate {
-                let new_id = SessionId::generate().map_err(CommitError::Random)?;
-                store.insert(&new_id, &record).await?;
-                store.delete(&id).await?;
-                id = new_id;
+        id: &SessionId,
+        record: SessionRecord,
+        last_chunk: usize,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let max_age = max_age_secs(&record, now);
+        let name = &self.cookie.name;
+        let written = match &self.sessions {
+            Sessions::Sealed { max_chunks } => {
+                let value = sealed::seal(
+                    &self.keys,
+                    name,
+                    &SealedSession {
+                        id: id.clone(),
+                        record,
+                    },
+                )?;
+                let chunks = cookies::split(&value, *max_chunks).ok_or_else(|| {
+                    Error::too_large(format!(
+                        "session too large for the cookie store: {} bytes sealed, limit {max_chunks} cookies",
+                        value.len()
+                    ))
+                })?;
+                for (index, chunk) in chunks.iter().enumerate() {
+                    if let Some(header) =
+                        writer.set(&cookies::chunk_name(name, index), chunk, max_age)
+                    {
+                        response.append(SET_COOKIE, header);
+                    }
+                }
+                chunks.len()
             }
-            if is_new {
-                metrics::counter!("sessiongate_sessions_created_total").increment(1);
+            Sessions::Server(_) => {
+                let value = signed_id::sign(&self.keys, id);
+                if let Some(header) = writer.set(name, &value, max_age) {
+                    response.append(SET_COOKIE, header);
+                }
+                1
             }
-            record
-        } else if is_new {
-            if incoming.is_present() {
-                expire_chunks(response, writer, &self.cookie.name, 0, incoming.last_chunk);
-            }
-            return Ok(());
-        } else if self.needs_touch(&record, now) {
-            let expires_at = self.lifetime.expires_at(record.created_at, now);
-            store.touch(&id, expires_at).await?;
-            SessionRecord {
-                expires_at,
-                ..record
-            }
-        } else if self.rolling {
-            record
-        } else {
-            return Ok(());
         };
-        let value = signed_id::sign(&self.keys, &id);
-        if let Some(header) = writer.set(&self.cookie.name, &value, max_age_secs(&record, now)) {
-            response.append(SET_COOKIE, header);
-        }
-        expire_chunks(response, writer, &self.cookie.name, 1, incoming.last_chunk);
+        expire_chunks(response, writer, name, written, last_chunk);
         Ok(())
     }
 

@@ -4,9 +4,11 @@
 //! key, so a weakness in one use cannot leak into another, and every key
 //! carries a short id so that a cookie names the key that sealed it.
 
+use std::fmt;
+
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
+use hmac::Hmac;
 use sha2::Sha256;
 
 use crate::config::Secrets;
@@ -28,7 +30,18 @@ pub struct KeySet {
     pub id_signer: Hmac<Sha256>,
 }
 
+/// Only the id: the keys must not reach a log.
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KeySet {
+    /// Derives every key from `secret`: the same secret gives the same keys,
+    /// so gateways that share it read each other's cookies.
     pub fn derive(secret: &str) -> Self {
         let hkdf = Hkdf::<Sha256>::new(Some(SALT), secret.as_bytes());
         let mut id = [0u8; 4];
@@ -42,7 +55,7 @@ impl KeySet {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
             sealer: Aes256Gcm::new(&seal.into()),
             // HMAC takes keys of any length.
-            id_signer: <Hmac<Sha256> as Mac>::new_from_slice(&id_mac)
+            id_signer: <Hmac<Sha256> as KeyInit>::new_from_slice(&id_mac)
                 .unwrap_or_else(|_| unreachable!("HMAC accepts 32-byte keys")),
             seal,
             id_mac,
@@ -57,7 +70,18 @@ pub struct Keyring {
     previous: Vec<KeySet>,
 }
 
+/// Key ids only, current first.
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("current", &self.current)
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
 impl Keyring {
+    /// Derives a key set from each of `session.secrets`.
     pub fn new(secrets: &Secrets) -> Self {
         Self {
             current: KeySet::derive(&secrets.current),
@@ -65,6 +89,7 @@ impl Keyring {
         }
     }
 
+    /// Seals and signs everything written.
     pub fn current(&self) -> &KeySet {
         &self.current
     }
@@ -74,6 +99,7 @@ impl Keyring {
         std::iter::once(&self.current).chain(&self.previous)
     }
 
+    /// The key set a cookie names; `None` once its secret was retired.
     pub fn find(&self, id: &str) -> Option<&KeySet> {
         self.all().find(|keys| keys.id == id)
     }

@@ -12,12 +12,21 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::error::Error;
 use crate::store::SessionData;
 
+/// Upstream: the session's public id, a one-way hash of the real one, stable
+/// for the session's life and safe to log.
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+/// Upstream: the whole session data, as ASCII-only JSON.
 pub const SESSION_DATA: HeaderName = HeaderName::from_static("x-session-data");
+/// Back: a JSON merge patch (RFC 7396) for the session data; several are
+/// applied in order.
 pub const SESSION_UPDATE: HeaderName = HeaderName::from_static("x-session-update");
+/// Back: `1` or `true` moves the session to a new id, as after a login, so
+/// that an id known before it is worthless.
 pub const SESSION_REGENERATE: HeaderName = HeaderName::from_static("x-session-regenerate");
+/// Back: `1` or `true` ends the session and expires the cookie.
 pub const SESSION_DESTROY: HeaderName = HeaderName::from_static("x-session-destroy");
 
 /// The response headers that carry instructions.
@@ -53,6 +62,7 @@ fn remove_folded(headers: &mut HeaderMap, names: &[HeaderName]) {
 }
 
 /// The session's request headers, as configured.
+#[derive(Debug)]
 pub struct SessionHeaders {
     /// Every name a client must not be able to set, `X-Session-*` first.
     protected: Vec<HeaderName>,
@@ -137,18 +147,22 @@ pub fn ascii_json(value: &impl Serialize) -> String {
 /// What the backend asked for in its response headers.
 #[derive(Debug, Default, PartialEq)]
 pub struct Instructions {
+    /// Every `X-Session-Update` composed into one patch; `None` when there
+    /// was none.
     pub update: Option<Map<String, Value>>,
+    /// `X-Session-Regenerate`: a new id for the session.
     pub regenerate: bool,
+    /// `X-Session-Destroy`: wins over the others.
     pub destroy: bool,
 }
 
 /// The backend sent an `X-Session-Update` that is not a JSON object.
-#[derive(Debug, thiserror::Error)]
-#[error("X-Session-Update is not a JSON object: {0}")]
-pub struct InvalidUpdate(pub String);
+fn invalid_update(reason: impl std::fmt::Display) -> Error {
+    Error::invalid_update(format!("X-Session-Update is not a JSON object: {reason}"))
+}
 
 /// Takes the instructions out of a response: they never reach the client.
-pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, InvalidUpdate> {
+pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, Error> {
     if !headers
         .keys()
         .any(|k| k.as_str().starts_with("x-session") || k.as_str().starts_with("x_session"))
@@ -164,8 +178,8 @@ pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, Invali
     for value in updates {
         let patch = match serde_json::from_slice::<Value>(value.as_bytes()) {
             Ok(Value::Object(patch)) => patch,
-            Ok(other) => return Err(InvalidUpdate(format!("got a JSON {}", kind(&other)))),
-            Err(error) => return Err(InvalidUpdate(error.to_string())),
+            Ok(other) => return Err(invalid_update(format_args!("got a JSON {}", kind(&other)))),
+            Err(error) => return Err(invalid_update(error)),
         };
         match &mut update {
             None => update = Some(patch),

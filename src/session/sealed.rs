@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 
 use super::b64;
 use super::keys::Keyring;
+use crate::error::Error;
 use crate::store::{SessionData, SessionId, SessionRecord, UnixMillis};
 
 const VERSION: &str = "v1";
@@ -24,6 +25,7 @@ const NONCE_LEN: usize = 12;
 pub struct SealedSession {
     /// A random id, so the session has a stable `X-Session-Id`.
     pub id: SessionId,
+    /// Data and expiry, as a server store would keep them.
     pub record: SessionRecord,
 }
 
@@ -44,41 +46,30 @@ struct PlainIn<'a> {
     d: &'a RawValue,
 }
 
-/// Why a session could not be sealed.
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    #[error("the OS random generator failed: {0}")]
-    Random(getrandom::Error),
-    #[error("encryption failed")]
-    Encrypt,
-}
-
 /// Seals `session` under the current key.
-pub fn seal(
-    keys: &Keyring,
-    cookie_name: &str,
-    session: &SealedSession,
-) -> Result<String, SealError> {
+pub fn seal(keys: &Keyring, cookie_name: &str, session: &SealedSession) -> Result<String, Error> {
     let plain = PlainOut {
         id: session.id.as_str(),
         c: session.record.created_at,
         e: session.record.expires_at,
         d: &session.record.data,
     };
-    let plaintext = serde_json::to_vec(&plain).map_err(|_| SealError::Encrypt)?;
+    let plaintext =
+        serde_json::to_vec(&plain).map_err(|_| Error::internal("cannot serialize the session"))?;
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(SealError::Random)?;
+    getrandom::fill(&mut nonce)
+        .map_err(|e| Error::internal(format!("the OS random generator failed: {e}")))?;
     let key = keys.current();
     let sealed = key
         .sealer
         .encrypt(
-            Nonce::from_slice(&nonce),
+            &Nonce::from(nonce),
             Payload {
                 msg: &plaintext,
                 aad: cookie_name.as_bytes(),
             },
         )
-        .map_err(|_| SealError::Encrypt)?;
+        .map_err(|_| Error::internal("encryption failed"))?;
     let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
@@ -107,7 +98,7 @@ pub fn open(
     let plaintext = key
         .sealer
         .decrypt(
-            Nonce::from_slice(nonce),
+            &Nonce::try_from(nonce).ok()?,
             Payload {
                 msg: sealed,
                 aad: cookie_name.as_bytes(),

@@ -1,60 +1,104 @@
 //! The in-process store: for development and tests only. Sessions vanish
 //! with the process and are not shared between gateways.
+//!
+//! It keeps the codec's text, as the server stores do, so that it behaves
+//! like them down to JSON fidelity, and it goes through the same core.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Mutex;
 
-use super::{Change, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis, now_millis};
+use super::StoreSettings;
+use super::core::{Backend, StoreCore, Stored};
+use super::record::{SessionId, UnixMillis, now_millis};
+use crate::config::MemoryStoreConfig;
+use crate::error::{Error, Result};
+
+/// The memory store's timeout: it never waits on a network, only on turns.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often expired sessions are swept out.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-pub struct MemoryStore {
-    sessions: Arc<Mutex<HashMap<SessionId, SessionRecord>>>,
-    max_sessions: usize,
-    keep_expired: bool,
-}
+/// The memory store: the core in front of a map.
+pub type MemoryStore = StoreCore<MemoryBackend>;
 
 impl MemoryStore {
-    /// A store holding at most `max_sessions` sessions. Must be called inside
-    /// a Tokio runtime: it starts the sweeper.
-    pub fn new(max_sessions: usize, keep_expired: bool) -> Self {
+    /// A store holding at most `max_sessions` sessions. Must be called
+    /// inside a Tokio runtime: it starts the sweeper.
+    pub fn open(config: &MemoryStoreConfig, settings: &StoreSettings) -> Self {
+        StoreCore::new(MemoryBackend::new(config.max_sessions), settings)
+    }
+}
+
+/// One entry: the text, its expiry, and a version for compare-and-set.
+#[derive(Debug)]
+struct Entry {
+    text: Vec<u8>,
+    expires_at: UnixMillis,
+    version: u64,
+}
+
+type Map = HashMap<SessionId, Entry>;
+
+/// A map of sessions behind a lock that is never held across an await.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    sessions: Arc<Mutex<Map>>,
+    max_sessions: usize,
+}
+
+impl MemoryBackend {
+    fn new(max_sessions: usize) -> Self {
         let sessions = Arc::new(Mutex::new(HashMap::new()));
         spawn_sweeper(Arc::downgrade(&sessions));
         Self {
             sessions,
             max_sessions,
-            keep_expired,
         }
     }
 
+    /// A poisoned lock only means a panic elsewhere: the map itself is
+    /// always consistent.
+    fn lock(&self) -> MutexGuard<'_, Map> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Makes room for one more session, or says the store is full.
-    fn ensure_room(
-        &self,
-        sessions: &mut HashMap<SessionId, SessionRecord>,
-        id: &SessionId,
-    ) -> Result<(), StoreError> {
+    fn ensure_room(&self, sessions: &mut Map, id: &SessionId) -> Result<()> {
         if sessions.len() < self.max_sessions || sessions.contains_key(id) {
             return Ok(());
         }
         let now = now_millis();
-        sessions.retain(|_, record| !record.is_expired(now));
+        sessions.retain(|_, entry| entry.expires_at > now);
         if sessions.len() < self.max_sessions {
             Ok(())
         } else {
-            Err(StoreError::Full(format!(
-                "memory store holds its max_sessions ({})",
-                self.max_sessions
-            )))
+            Err(Error::store_full(
+                "memory",
+                format!("holds its max_sessions ({})", self.max_sessions),
+            ))
         }
+    }
+
+    fn store(&self, sessions: &mut Map, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) {
+        let version = sessions.get(id).map_or(0, |entry| entry.version) + 1;
+        sessions.insert(
+            id.clone(),
+            Entry {
+                text,
+                expires_at,
+                version,
+            },
+        );
     }
 }
 
-fn spawn_sweeper(sessions: Weak<Mutex<HashMap<SessionId, SessionRecord>>>) {
+fn spawn_sweeper(sessions: Weak<Mutex<Map>>) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(SWEEP_EVERY);
         loop {
@@ -65,59 +109,75 @@ fn spawn_sweeper(sessions: Weak<Mutex<HashMap<SessionId, SessionRecord>>>) {
             let now = now_millis();
             sessions
                 .lock()
-                .await
-                .retain(|_, record| !record.is_expired(now));
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .retain(|_, entry| entry.expires_at > now);
         }
     });
 }
 
 #[async_trait]
-impl SessionStore for MemoryStore {
+impl Backend for MemoryBackend {
+    type Version = u64;
+
     fn kind(&self) -> &'static str {
         "memory"
     }
 
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let mut sessions = self.sessions.lock().await;
-        match sessions.get(id) {
-            Some(record) if record.is_expired(now_millis()) => {
-                if !self.keep_expired {
-                    sessions.remove(id);
-                }
-                Ok(None)
-            }
-            found => Ok(found.cloned()),
+    async fn read(&self, id: &SessionId) -> Result<Option<Stored<u64>>> {
+        Ok(self.lock().get(id).map(|entry| Stored {
+            text: entry.text.clone(),
+            expires_at: Some(entry.expires_at),
+            version: entry.version,
+        }))
+    }
+
+    async fn write_if(
+        &self,
+        id: &SessionId,
+        expected: Option<&Stored<u64>>,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let mut sessions = self.lock();
+        let current = sessions.get(id).map(|entry| entry.version);
+        if current != expected.map(|stored| stored.version) {
+            return Ok(false);
         }
+        self.ensure_room(&mut sessions, id)?;
+        self.store(&mut sessions, id, text, expires_at);
+        Ok(true)
     }
 
-    async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
-        let mut sessions = self.sessions.lock().await;
+    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
+        let mut sessions = self.lock();
         self.ensure_room(&mut sessions, id)?;
-        let record = change.apply(sessions.remove(id));
-        sessions.insert(id.clone(), record.clone());
-        Ok(record)
-    }
-
-    async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
-        let mut sessions = self.sessions.lock().await;
-        self.ensure_room(&mut sessions, id)?;
-        sessions.insert(id.clone(), record.clone());
+        self.store(&mut sessions, id, text, expires_at);
         Ok(())
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<(), StoreError> {
-        if let Some(record) = self.sessions.lock().await.get_mut(id) {
-            record.expires_at = expires_at;
+    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()> {
+        if let Some(entry) = self.lock().get_mut(id)
+            && entry.expires_at > now
+        {
+            entry.expires_at = expires_at;
         }
         Ok(())
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.sessions.lock().await.remove(id);
+    async fn delete(&self, id: &SessionId) -> Result<()> {
+        self.lock().remove(id);
         Ok(())
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn delete_if(&self, id: &SessionId, expected: &Stored<u64>) -> Result<()> {
+        let mut sessions = self.lock();
+        if sessions.get(id).map(|entry| entry.version) == Some(expected.version) {
+            sessions.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
         Ok(())
     }
 }

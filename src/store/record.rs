@@ -1,110 +1,226 @@
-//! How a record is written into a store that keeps one text blob per
-//! session (Redis, DynamoDB, MySQL).
-//!
-//! The expiry is not in the blob: each backend keeps it in its native place
-//! (a Redis key TTL, DynamoDB's TTL attribute, MySQL's `expires` column), so
-//! that a touch moves only the expiry. This seam is where a codec for another
-//! layout (an express-session compatible one) plugs in.
+//! The session record and what changes it: the types every store and the
+//! session engine share, with the expiry rules in one place.
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{SessionData, SessionRecord, UnixMillis};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
 
-/// Turns a record's data and creation time into the stored text and back.
-pub trait RecordCodec: Send + Sync + 'static {
-    fn encode(&self, record: &SessionRecord) -> String;
+use crate::error::Error;
 
-    /// Rebuilds a record from stored text; `expires_at` comes from the
-    /// backend's native expiry.
-    fn decode(&self, text: &str, expires_at: UnixMillis) -> Result<SessionRecord, String>;
+/// A session's data: the JSON object the backend sees in `X-Session-Data`.
+pub type SessionData = Map<String, Value>;
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = u64;
+
+/// The current wall-clock time in Unix milliseconds.
+pub fn now_millis() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
-/// sessiongate's own layout: `{"v":1,"created":<ms>,"data":{...}}`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NativeCodec;
+/// A session id: at least 128 random bits from the OS CSPRNG, base64url.
+///
+/// It is the store's key and is never shown to the backend: the cookie
+/// carries it with a MAC, and `X-Session-Id` carries a one-way derivation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
 
-#[derive(Serialize)]
-struct BodyOut<'a> {
-    v: u8,
-    created: UnixMillis,
-    data: &'a SessionData,
-}
-
-#[derive(Deserialize)]
-struct BodyIn<'a> {
-    v: u8,
-    created: UnixMillis,
-    #[serde(borrow)]
-    data: &'a RawValue,
-}
-
-impl RecordCodec for NativeCodec {
-    fn encode(&self, record: &SessionRecord) -> String {
-        let body = BodyOut {
-            v: 1,
-            created: record.created_at,
-            data: &record.data,
-        };
-        // A map of JSON values always serializes.
-        serde_json::to_string(&body).unwrap_or_else(|_| String::from("{}"))
+impl SessionId {
+    /// A fresh id: 256 bits from the OS CSPRNG.
+    pub fn generate() -> Result<Self, Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::internal(format!("cannot create a session id: {e}")))?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    fn decode(&self, text: &str, expires_at: UnixMillis) -> Result<SessionRecord, String> {
-        let body: BodyIn = serde_json::from_str(text)
-            .map_err(|e| format!("stored session is not readable: {e}"))?;
-        if body.v != 1 {
-            return Err(format!(
-                "stored session has unknown format version {}",
-                body.v
-            ));
+    /// Wraps an id that has already been authenticated (MAC checked) or that
+    /// a store handed back.
+    pub fn from_trusted(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The whole id, for store keys and MACs: never for logs.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Ids are secrets: never print them whole.
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: String = self.0.chars().take(6).collect();
+        write!(f, "SessionId({shown}…)")
+    }
+}
+
+/// One stored session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    /// What the backend sees in `X-Session-Data` and changes with
+    /// `X-Session-Update`.
+    pub data: SessionData,
+    /// When the session was created: the start of its absolute lifetime.
+    pub created_at: UnixMillis,
+    /// When the session dies unless it is touched or updated again.
+    pub expires_at: UnixMillis,
+}
+
+impl SessionRecord {
+    /// An empty session created at `now`.
+    pub fn new(now: UnixMillis, lifetime: &Lifetime) -> Self {
+        Self {
+            data: Map::new(),
+            created_at: now,
+            expires_at: lifetime.expires_at(now, now),
         }
-        let data: SessionData = serde_json::from_str(body.data.get())
-            .map_err(|e| format!("stored session data is not an object: {e}"))?;
-        Ok(SessionRecord {
-            data,
-            created_at: body.created,
-            expires_at,
-        })
     }
+
+    /// Dead at `now`, whatever the backend still holds: no store returns it.
+    pub fn is_expired(&self, now: UnixMillis) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Milliseconds left to live at `now` (0 when expired).
+    pub fn remaining_millis(&self, now: UnixMillis) -> u64 {
+        self.expires_at.saturating_sub(now)
+    }
+}
+
+/// How long sessions live: `session.ttl` and `session.absolute_ttl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Idle lifetime: a session unused this long is gone.
+    pub idle: Duration,
+    /// Hard limit from creation, whatever the activity.
+    pub absolute: Option<Duration>,
+}
+
+impl Lifetime {
+    /// The expiry of a session created at `created_at` and used at `now`.
+    pub fn expires_at(&self, created_at: UnixMillis, now: UnixMillis) -> UnixMillis {
+        let idle = now.saturating_add(self.idle.as_millis() as u64);
+        match self.absolute {
+            Some(absolute) => idle.min(created_at.saturating_add(absolute.as_millis() as u64)),
+            None => idle,
+        }
+    }
+}
+
+/// What a request does to its session: applied by [`SessionStore::update`]
+/// to the stored record, atomically.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// An RFC 7396 merge patch (a JSON object), or `None` to keep the data.
+    pub patch: Option<Map<String, Value>>,
+    /// The request's time: the new expiry counts from it, and a session the
+    /// change starts is created at it.
+    pub now: UnixMillis,
+    /// The configured lifetimes, which set the new `expires_at`.
+    pub lifetime: Lifetime,
+    /// The record as this request loaded it, if it did: a hint that lets a
+    /// compare-and-set store try its write without reading first. Never
+    /// trusted: the store's own check decides whether it is still current.
+    pub seen: Option<SessionRecord>,
+}
+
+impl Change {
+    /// The record after this change. `current` is what the store holds now;
+    /// `None` (or an expired record) means the change starts a new session.
+    pub fn apply(&self, current: Option<SessionRecord>) -> SessionRecord {
+        let mut record = match current {
+            Some(record) if !record.is_expired(self.now) => record,
+            _ => SessionRecord::new(self.now, &self.lifetime),
+        };
+        if let Some(patch) = &self.patch {
+            super::merge_patch::apply_object(&mut record.data, patch);
+        }
+        record.expires_at = self.lifetime.expires_at(record.created_at, self.now);
+        record
+    }
+
+    /// A copy without the `seen` hint, for a change that waits in a queue:
+    /// by the time it is written, what its request loaded is stale.
+    pub fn without_seen(&self) -> Self {
+        Self {
+            patch: self.patch.clone(),
+            now: self.now,
+            lifetime: self.lifetime,
+            seen: None,
+        }
+    }
+}
+
+/// Epoch seconds for a store that keeps expiry in whole seconds (MySQL's
+/// `expires` column, DynamoDB's TTL attribute), rounded up so that a
+/// session never dies early.
+pub fn expiry_seconds(expires_at: UnixMillis) -> u64 {
+    expires_at.div_ceil(1_000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const MIN: Duration = Duration::from_secs(60);
+
     #[test]
-    fn round_trips_json_exactly() {
-        let data: SessionData = serde_json::from_str(
-            r#"{"z":[],"a":{"n":{}},"big":123456789012345678901234567890,"f":1.50}"#,
-        )
-        .unwrap();
-        let record = SessionRecord {
-            data,
-            created_at: 42,
-            expires_at: 99,
+    fn absolute_lifetime_caps_idle_expiry() {
+        let lifetime = Lifetime {
+            idle: MIN,
+            absolute: Some(2 * MIN),
         };
-        let text = NativeCodec.encode(&record);
-        assert!(
-            text.contains(r#""big":123456789012345678901234567890"#),
-            "{text}"
-        );
-        assert!(text.contains(r#""z":[],"a":{"n":{}}"#), "{text}");
-        assert_eq!(NativeCodec.decode(&text, 99).unwrap(), record);
+        assert_eq!(lifetime.expires_at(0, 0), 60_000);
+        assert_eq!(lifetime.expires_at(0, 90_000), 120_000);
+        let unbounded = Lifetime {
+            idle: MIN,
+            absolute: None,
+        };
+        assert_eq!(unbounded.expires_at(0, 90_000), 150_000);
     }
 
     #[test]
-    fn refuses_foreign_text() {
-        assert!(NativeCodec.decode("not json", 1).is_err());
-        assert!(
-            NativeCodec
-                .decode(r#"{"v":9,"created":1,"data":{}}"#, 1)
-                .is_err()
-        );
-        assert!(
-            NativeCodec
-                .decode(r#"{"v":1,"created":1,"data":[]}"#, 1)
-                .is_err()
-        );
+    fn change_starts_over_when_the_record_expired() {
+        let lifetime = Lifetime {
+            idle: MIN,
+            absolute: None,
+        };
+        let old = SessionRecord {
+            data: serde_json::from_str(r#"{"a":1}"#).unwrap(),
+            created_at: 0,
+            expires_at: 10,
+        };
+        let patch = serde_json::from_str(r#"{"b":2}"#).unwrap();
+        let change = Change {
+            seen: None,
+            patch: Some(patch),
+            now: 20,
+            lifetime,
+        };
+        let record = change.apply(Some(old));
+        assert_eq!(Value::Object(record.data), serde_json::json!({"b": 2}));
+        assert_eq!(record.created_at, 20);
+    }
+
+    #[test]
+    fn expiry_rounds_up_to_whole_seconds() {
+        assert_eq!(expiry_seconds(1_000), 1);
+        assert_eq!(expiry_seconds(1_001), 2);
+        assert_eq!(expiry_seconds(0), 0);
+    }
+
+    #[test]
+    fn generated_ids_are_long_and_distinct() {
+        let a = SessionId::generate().unwrap();
+        let b = SessionId::generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 43);
+        assert!(!format!("{a:?}").contains(a.as_str()));
     }
 }

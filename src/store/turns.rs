@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::{Change, SessionId, SessionRecord, StoreError};
+use super::record::{Change, SessionId, SessionRecord};
+use crate::error::Error;
 
 /// Lock stripes: bounded memory, no clean-up.
 const UPDATE_STRIPES: usize = 1024;
@@ -80,8 +81,10 @@ impl UpdateTurns {
                 let state = stripe.lock();
                 Ticket::Lead(Lead::new(baton, state, id, change))
             }
-            Err(_) => Ticket::Written(Err(StoreError::Unavailable(
-                "the write this update was grouped into was cancelled".into(),
+            Err(_) => Ticket::Written(Err(Error::store_unavailable(
+                "store",
+                "update",
+                "the write this update was grouped into was cancelled",
             ))),
         }
     }
@@ -91,7 +94,7 @@ impl UpdateTurns {
 pub enum Ticket<'c> {
     /// Another writer's group wrote this change: the record right after it,
     /// or why the write failed.
-    Written(Result<SessionRecord, StoreError>),
+    Written(Result<SessionRecord, Error>),
     /// This writer's turn: write the group, then [`Lead::finish`].
     Lead(Lead<'c>),
 }
@@ -157,12 +160,20 @@ impl<'c> Lead<'c> {
     }
 
     /// Applies the group's changes in order to `current` (what the store
-    /// holds).
-    pub fn apply(&self, current: Option<SessionRecord>) -> Applied {
+    /// holds), each expiry rounded up to the store's `precision_ms`.
+    pub fn apply(&self, current: Option<SessionRecord>, precision_ms: u64) -> Applied {
+        let round = |mut record: SessionRecord| {
+            let precision = precision_ms.max(1);
+            record.expires_at = record
+                .expires_at
+                .div_ceil(precision)
+                .saturating_mul(precision);
+            record
+        };
         let mut before = Vec::with_capacity(self.group.len());
-        let mut last = self.own.apply(current);
+        let mut last = round(self.own.apply(current));
         for waiter in &self.group {
-            let next = waiter.change.apply(Some(last.clone()));
+            let next = round(waiter.change.apply(Some(last.clone())));
             before.push(std::mem::replace(&mut last, next));
         }
         Applied { before, last }
@@ -171,7 +182,7 @@ impl<'c> Lead<'c> {
     /// Ends the turn with the outcome of the group's write (what
     /// [`Lead::apply`] gave, once committed): answers every writer in the
     /// group, hands the turn on, and returns this writer's own outcome.
-    pub fn finish(self, written: Result<Applied, StoreError>) -> Result<SessionRecord, StoreError> {
+    pub fn finish(self, written: Result<Applied, Error>) -> Result<SessionRecord, Error> {
         let Self {
             baton, id, group, ..
         } = self;
@@ -192,7 +203,7 @@ impl<'c> Lead<'c> {
         for (waiter, record) in group.into_iter().zip(records) {
             let _ = waiter.wake.send(Wake::Written(Ok(record)));
         }
-        own.ok_or_else(|| StoreError::Unavailable("a group write returned no record".into()))
+        own.ok_or_else(|| Error::internal("a group write returned no record"))
     }
 }
 
@@ -241,7 +252,7 @@ struct Waiter {
 }
 
 enum Wake {
-    Written(Result<SessionRecord, StoreError>),
+    Written(Result<SessionRecord, Error>),
     Lead(Baton),
 }
 
@@ -299,7 +310,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::Lifetime;
+    use crate::store::record::Lifetime;
 
     fn change(key: &str, value: i64) -> Change {
         let patch = json!({ key: value });
@@ -332,7 +343,7 @@ mod tests {
             turns: &UpdateTurns,
             id: &SessionId,
             change: &Change,
-        ) -> Result<SessionRecord, StoreError> {
+        ) -> Result<SessionRecord, Error> {
             let lead = match turns.take(id, change).await {
                 Ticket::Written(result) => return result,
                 Ticket::Lead(lead) => lead,
@@ -340,7 +351,7 @@ mod tests {
             // A round trip, during which others queue up.
             tokio::time::sleep(Duration::from_millis(5)).await;
             let current = self.records.lock().unwrap().get(id.as_str()).cloned();
-            let applied = lead.apply(current);
+            let applied = lead.apply(current, 1);
             self.records
                 .lock()
                 .unwrap()
@@ -395,12 +406,12 @@ mod tests {
         let mut follower = Box::pin(turns.take(&session, &c));
         assert!(queued(&mut follower));
         drop(quitter);
-        let applied = first.apply(None);
+        let applied = first.apply(None, 1);
         first.finish(Ok(applied)).unwrap();
         let Ticket::Lead(next) = follower.await else {
             panic!("the turn skips the writer that gave up");
         };
-        let record = next.apply(None).last;
+        let record = next.apply(None, 1).last;
         assert_eq!(serde_json::Value::Object(record.data), json!({"c": 3}));
     }
 

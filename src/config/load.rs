@@ -1,0 +1,234 @@
+//! Loading: the file is read, its `${VAR}` references substituted, its
+//! sections typed and checked whole, and the secrets resolved, each error
+//! naming its key.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{Config, SameSite, Secure, StoreConfig, env};
+use crate::error::Error;
+
+/// Minimum length of a session secret, in characters.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The secrets in force, after `SESSION_SECRET` and
+/// `SESSION_PREVIOUS_SECRETS` have been applied.
+#[derive(Clone)]
+pub struct Secrets {
+    /// The secret new cookies are sealed and signed with.
+    pub current: String,
+    /// Older secrets that still open cookies, newest first.
+    pub previous: Vec<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Secrets {{ current: <redacted>, previous: {} }}",
+            self.previous.len()
+        )
+    }
+}
+
+/// Where the configuration file is when neither `--config` nor `CONFIG` says.
+pub const DEFAULT_CONFIG_PATH: &str = "gateway.yaml";
+
+impl Config {
+    /// Reads and checks the file at `path`, substituting from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config_message(format!("cannot read configuration {}: {e}", path.display()))
+        })?;
+        Self::parse(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and checks configuration text; `env` looks up variables.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let mut tree: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                Error::config_message(format!("configuration is not valid YAML: {e}"))
+            })?
+        };
+        env::substitute(&mut tree, env).map_err(Error::config_message)?;
+        let store = match &mut tree {
+            Value::Object(map) => map.remove("store").unwrap_or(Value::Null),
+            Value::Null => Value::Null,
+            _ => {
+                return Err(Error::config_message(
+                    "configuration must be a YAML mapping",
+                ));
+            }
+        };
+        if tree.is_null() {
+            tree = Value::Object(Default::default());
+        }
+        let mut config: Config = typed("", tree)?;
+        config.store = StoreConfig::from_value(store)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The secrets in force: `SESSION_SECRET` wins over `session.secret`, and
+    /// `SESSION_PREVIOUS_SECRETS` (comma-separated) over
+    /// `session.previous_secrets`.
+    pub fn secrets(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secrets, Error> {
+        let current = env("SESSION_SECRET")
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.session.secret.clone().filter(|s| !s.is_empty()))
+            .ok_or_else(|| {
+                Error::config_message(format!(
+                    "no session secret: set SESSION_SECRET (or session.secret) to at least {MIN_SECRET_LEN} random characters, e.g. from `sessiongate keygen`"
+                ))
+            })?;
+        check_secret_length("SESSION_SECRET", &current)?;
+        let previous: Vec<String> =
+            match env("SESSION_PREVIOUS_SECRETS").filter(|s| !s.trim().is_empty()) {
+                Some(list) => list
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => self
+                    .session
+                    .previous_secrets
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+                    .collect(),
+            };
+        for secret in &previous {
+            check_secret_length("SESSION_PREVIOUS_SECRETS", secret)?;
+        }
+        Ok(Secrets { current, previous })
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let url = &self.upstream.url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::config(
+                "upstream.url",
+                format!("`{url}` must start with http:// or https://"),
+            ));
+        }
+        url.parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(|_| ()))
+            .ok_or_else(|| Error::config("upstream.url", format!("`{url}` is not a valid URL")))?;
+        if self.admin.listen == self.listen {
+            return Err(Error::config(
+                "admin.listen",
+                "must not be the public listen address",
+            ));
+        }
+        let session = &self.session;
+        if session.ttl.get().is_zero() {
+            return Err(Error::config("session.ttl", "must be longer than 0s"));
+        }
+        if session.absolute_ttl.is_some_and(|d| d.get().is_zero()) {
+            return Err(Error::config(
+                "session.absolute_ttl",
+                "must be longer than 0s",
+            ));
+        }
+        if session.touch_interval >= session.ttl {
+            return Err(Error::config(
+                "session.touch_interval",
+                "must be shorter than session.ttl",
+            ));
+        }
+        let cookie = &session.cookie;
+        if cookie.name.is_empty() || !cookie.name.bytes().all(is_cookie_name_byte) {
+            return Err(Error::config(
+                "session.cookie.name",
+                format!("`{}` is not a valid cookie name", cookie.name),
+            ));
+        }
+        if !cookie.path.starts_with('/') || !cookie.path.bytes().all(is_cookie_attr_byte) {
+            return Err(Error::config(
+                "session.cookie.path",
+                "must start with / and hold no ; or control characters",
+            ));
+        }
+        if let Some(domain) = &cookie.domain
+            && (domain.is_empty() || !domain.bytes().all(is_cookie_attr_byte))
+        {
+            return Err(Error::config(
+                "session.cookie.domain",
+                format!("`{domain}` is not a valid domain"),
+            ));
+        }
+        if cookie.same_site == SameSite::None && cookie.secure == Secure::Never {
+            return Err(Error::config(
+                "session.cookie.same_site",
+                "none needs secure: true or auto (browsers drop SameSite=None cookies that are not Secure)",
+            ));
+        }
+        for (key, name) in &self.headers.fields {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(Error::config(
+                    &format!("headers.fields.{key}"),
+                    format!("`{name}` is not a valid header name"),
+                ));
+            }
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err(Error::config(
+                "limits.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        if self.upstream.max_connections == 0 {
+            return Err(Error::config(
+                "upstream.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(Error::config(
+                "limits.max_connections",
+                "must be at least 1",
+            ));
+        }
+        self.store.validate()
+    }
+}
+
+fn check_secret_length(variable: &str, secret: &str) -> Result<(), Error> {
+    if secret.chars().count() < MIN_SECRET_LEN {
+        return Err(Error::config_message(format!(
+            "{variable}: a secret must be at least {MIN_SECRET_LEN} characters long (got {})",
+            secret.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+/// Cookie names are RFC 6265 tokens.
+fn is_cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_cookie_attr_byte(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && b != b';'
+}
+
+/// Deserializes `value` into `T`, reporting the failing key as a dotted path
+/// under `prefix`.
+pub(crate) fn typed<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner.as_str()) {
+            (true, ".") => "configuration".to_owned(),
+            (true, _) => inner,
+            (false, ".") => prefix.to_owned(),
+            (false, _) => format!("{prefix}.{inner}"),
+        };
+        Error::config(&path, e.into_inner())
+    })
+}

@@ -1,0 +1,145 @@
+//! `store: {type: redis}`: one server, or Redis Cluster seed nodes.
+
+use redis::{ConnectionInfo, IntoConnectionInfo};
+use serde::Deserialize;
+
+use crate::config::ConfigDuration;
+use crate::error::Error;
+
+/// `store: {type: redis}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// One server: `redis://` or `rediss://`.
+    pub url: Option<String>,
+    /// Cluster seed nodes (with `cluster: true`).
+    pub urls: Vec<String>,
+    /// Put in front of every session id in the key.
+    pub prefix: String,
+    /// Use the Redis Cluster protocol.
+    pub cluster: bool,
+    /// Bound on each operation, retries included.
+    pub timeout: ConfigDuration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            urls: Vec::new(),
+            prefix: "sess:".into(),
+            cluster: false,
+            timeout: ConfigDuration::secs(2),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Checks the URLs and the timeout without connecting.
+    ///
+    /// # Errors
+    ///
+    /// A [`Error`] naming `store.url`, `store.urls[i]` or
+    /// `store.timeout`.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.seeds()?;
+        if self.timeout.get().is_zero() {
+            return Err(Error::config("store.timeout", "must be more than 0"));
+        }
+        Ok(())
+    }
+
+    /// The configured servers, parsed. An empty `url` (say, `${REDIS_URL}`
+    /// unset) counts as absent, so the error says it is required.
+    pub fn seeds(&self) -> Result<Vec<ConnectionInfo>, Error> {
+        let single = self.url.iter().map(|url| ("store.url".to_owned(), url));
+        let listed =
+            (self.urls.iter().enumerate()).map(|(i, url)| (format!("store.urls[{i}]"), url));
+        let seeds = single
+            .chain(listed)
+            .filter(|(_, url)| !url.trim().is_empty())
+            .map(|(key, url)| parse_url(&key, url))
+            .collect::<Result<Vec<_>, _>>()?;
+        if seeds.is_empty() {
+            return Err(Error::config(
+                "store.url",
+                "is required for store.type redis (e.g. redis://127.0.0.1:6379/0), or urls: [...] with cluster: true",
+            ));
+        }
+        if seeds.len() > 1 && !self.cluster {
+            return Err(Error::config(
+                "store.urls",
+                "several servers need cluster: true (they are Redis Cluster seed nodes); a single server takes one url",
+            ));
+        }
+        Ok(seeds)
+    }
+}
+
+/// Parses one URL. The message never repeats the URL: it may hold a password.
+fn parse_url(key: &str, url: &str) -> Result<ConnectionInfo, Error> {
+    url.trim().into_connection_info().map_err(|e| {
+        Error::config(
+            key,
+            format!(
+                "is not a usable Redis URL ({e}); expected redis://[user:password@]host[:port][/db], or rediss:// for TLS"
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: Option<&str>, urls: &[&str], cluster: bool) -> RedisConfig {
+        RedisConfig {
+            url: url.map(String::from),
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            cluster,
+            ..RedisConfig::default()
+        }
+    }
+
+    fn error(config: RedisConfig) -> String {
+        match config.validate() {
+            Ok(()) => panic!("accepted {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_url_is_required() {
+        assert!(error(config(None, &[], false)).starts_with("store.url:"));
+        assert!(error(config(Some(" "), &[], false)).starts_with("store.url:"));
+    }
+
+    #[test]
+    fn bad_urls_are_named_and_not_repeated() {
+        let message = error(config(Some("http://user:hunter2@host"), &[], false));
+        assert!(message.starts_with("store.url:"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        let message = error(config(None, &["redis://a:1", "nope"], true));
+        assert!(message.starts_with("store.urls[1]:"), "{message}");
+    }
+
+    #[test]
+    fn several_servers_need_cluster_mode() {
+        let seeds = ["redis://a:7000", "redis://b:7001"];
+        assert!(error(config(None, &seeds, false)).starts_with("store.urls:"));
+        assert!(config(None, &seeds, true).validate().is_ok());
+    }
+
+    #[test]
+    fn accepts_tls_credentials_and_databases() {
+        let url = "rediss://user:secret@redis.example:6380/2";
+        assert!(config(Some(url), &[], false).validate().is_ok());
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let mut zero = config(Some("redis://127.0.0.1"), &[], false);
+        zero.timeout = ConfigDuration::millis(0);
+        assert!(error(zero).starts_with("store.timeout:"));
+    }
+}

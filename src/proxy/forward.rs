@@ -1,0 +1,103 @@
+//! The request as it goes upstream: the client connection it came on, the
+//! target on the upstream, hop-by-hop headers out, `Host` and
+//! `X-Forwarded-*` in.
+
+use std::net::SocketAddr;
+
+use http::header::{HOST, HeaderValue, TE};
+use http::{Request, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use ipnet::IpNet;
+
+use super::headers::{self, Forwarded};
+use super::{ProxyBody, Upstream};
+use crate::error::{Error, Result};
+
+/// The client connection a request came in on.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The connection is TLS, terminated here.
+    pub tls: bool,
+    /// The peer's address as `X-Forwarded-For` carries it, formatted once
+    /// per connection rather than per request (cloning it is a reference
+    /// count).
+    peer_ip: HeaderValue,
+}
+
+impl Connection {
+    /// A connection from `peer`, over TLS or not.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(peer.ip().to_string()))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { peer, tls, peer_ip }
+    }
+}
+
+/// Who the client is, as far as this request is concerned.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    /// The peer is one of `trusted_proxies`: its `X-Forwarded-*` are believed.
+    pub trusted: bool,
+    /// The client reached us over TLS, directly or through a trusted proxy
+    /// that says `X-Forwarded-Proto: https`.
+    pub https: bool,
+}
+
+impl Client {
+    /// Decides trust and scheme for a request on `connection`.
+    pub fn of<B>(request: &Request<B>, connection: &Connection, trusted_proxies: &[IpNet]) -> Self {
+        let trusted = trusted_proxies
+            .iter()
+            .any(|net| net.contains(&connection.peer.ip()));
+        let https = connection.tls
+            || (trusted && headers::forwarded_proto(request.headers()) == Some("https"));
+        Self { trusted, https }
+    }
+}
+
+/// The request as it goes upstream, before the session is written in.
+/// `upgrading` keeps the `Upgrade` handshake headers.
+///
+/// # Errors
+///
+/// A bad request when the target cannot be built.
+pub fn upstream_request(
+    request: Request<Incoming>,
+    upstream: &Upstream,
+    connection: &Connection,
+    client: Client,
+    upgrading: bool,
+) -> Result<Request<ProxyBody>> {
+    let (mut parts, body) = request.into_parts();
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    parts.uri = upstream.target(&parts.uri).map_err(Error::bad_request)?;
+    let wants_trailers = headers::accepts_trailers(&parts.headers);
+    headers::remove_hop_by_hop(&mut parts.headers, upgrading);
+    // TE is hop-by-hop, but "trailers" is a promise this hop keeps too:
+    // trailers are forwarded (gRPC-web and chunked APIs rely on them).
+    if wants_trailers {
+        parts
+            .headers
+            .insert(TE, HeaderValue::from_static("trailers"));
+    }
+    // An HTTP/2 request has no Host header: HTTP/1.1 upstreams need one.
+    if !parts.headers.contains_key(HOST) {
+        let host = authority
+            .as_deref()
+            .unwrap_or(upstream.authority().as_str());
+        if let Ok(value) = HeaderValue::from_str(host) {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    let forwarded = Forwarded {
+        peer: &connection.peer_ip,
+        trusted: client.trusted,
+        proto: if client.https { "https" } else { "http" },
+    };
+    headers::set_forwarded(&mut parts.headers, &forwarded, authority.as_deref());
+    parts.version = Version::HTTP_11;
+    Ok(Request::from_parts(parts, body.boxed()))
+}

@@ -1,0 +1,406 @@
+//! MySQL / MariaDB store, in the table layout of express-mysql-session.
+//!
+//! # The table
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS `sessions` (
+//!   `session_id` VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,
+//!   `expires` INT UNSIGNED NOT NULL,
+//!   `data` MEDIUMTEXT COLLATE utf8mb4_bin,
+//!   PRIMARY KEY (`session_id`),
+//!   KEY `expires` (`expires`)
+//! ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+//! ```
+//!
+//! * `session_id` is the session id itself, without a prefix. The binary
+//!   collation matters: ids are base64url, so `a` and `A` are different ids.
+//! * `expires` is epoch **seconds** (the column express-mysql-session uses).
+//!   Expiry is rounded *up* to the next second, so a session never dies early
+//!   (the core does the rounding, see [`Backend::expiry_precision_ms`]).
+//! * `data` is the codec's blob (`{"v":1,"created":..,"data":{..}}`);
+//!   `utf8mb4` lets any JSON text in. The expiry is not in the blob, so a touch
+//!   rewrites `expires` only.
+//! * The index on `expires` is not part of express-mysql-session's layout; it
+//!   keeps the cleanup's `DELETE ... WHERE expires < ?` from scanning the
+//!   whole table. A table created by express-mysql-session works without it.
+//!
+//! `store.table` is interpolated into the SQL (identifiers cannot be bound),
+//! which is why it must match `[A-Za-z0-9_]{1,64}`.
+//!
+//! # Atomic updates
+//!
+//! The core reads the row, applies the change in Rust, and commits by
+//! compare-and-set ([`Backend::write_if`]): an `UPDATE ... WHERE data = ?`
+//! that matches only while the row still holds the text that was read, or
+//! an `INSERT` that a duplicate key refuses when another writer created the
+//! row first. No row lock is held across a round trip, and the same check
+//! settles races with an express-mysql-session app writing the same table.
+//!
+//! # Expired rows
+//!
+//! A row whose `expires` has passed is never returned (the core checks).
+//! With `keep_expired: false` it is deleted when found on read. Either way a background task
+//! deletes expired rows every `cleanup_interval`, in batches of
+//! [`CLEANUP_BATCH`] rows with a pause between batches so that a large
+//! backlog never holds locks for long. Its first run is one interval after
+//! start-up, and it stops when the store is dropped. Every gateway of a
+//! fleet runs it; the batches are idempotent, so that costs only queries.
+//!
+//! # Outages
+//!
+//! Connections come from a pool whose acquire (and therefore connect) timeout
+//! is `store.timeout`, and every connection is checked before it is handed
+//! out, so a database that went away costs one failed call per request
+//! (503, within the timeout) and a database that came back is used again
+//! without a restart. Each connection also sets `innodb_lock_wait_timeout`
+//! to the store timeout, so that a request given up on does not leave a
+//! statement waiting on a lock (the clean-up's) for MySQL's default 50
+//! seconds.
+//!
+//! # Start-up
+//!
+//! A malformed `store.url` is a configuration error. Beyond that:
+//!
+//! * `create_table: true` (the default): the gateway connects and creates the
+//!   table before it listens. A database that cannot be reached, or refuses
+//!   the `CREATE TABLE`, stops the start with an error naming `store.url` or
+//!   `store.table`: serving with a table that may not exist would only turn
+//!   every request into a 503, and the operator learns more from a failed
+//!   start (the orchestrator's restart loop retries it).
+//! * `create_table: false`: the gateway starts without touching the
+//!   database, and `/readyz` answers 503 until the database answers.
+//!
+//! # Configuration
+//!
+//! ```yaml
+//! store:
+//!   type: mysql
+//!   url: mysql://${SESSION_USER}:${SESSION_PASSWORD}@${SESSION_HOST}:${SESSION_PORT}/${SESSION_DATABASE}
+//!   table: sessions
+//!   create_table: true
+//!   cleanup_interval: 15m
+//!   timeout: 2s
+//! ```
+//!
+//! `${VAR}` is substituted from the environment by the configuration loader,
+//! so credentials stay out of the file. A password with URL-reserved
+//! characters (`@`, `:`, `/`, `%`, `#`, `?`) must be percent-encoded in the
+//! variable. `mariadb://` is accepted as a synonym of `mysql://`; TLS is set
+//! with `?ssl-mode=required` (or `verify_ca` / `verify_identity`, with
+//! `&ssl-ca=/path/ca.pem`).
+
+mod sql;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::{MySqlConnection, Row};
+
+use self::sql::{Statements, expired_up_to, expires_column, query};
+use super::StoreSettings;
+use super::core::{Backend, StoreCore, Stored};
+use super::record::{SessionId, UnixMillis, now_millis};
+use crate::config::MysqlConfig;
+use crate::error::{Error, Result};
+
+pub use self::sql::CLEANUP_BATCH;
+
+/// Connections per gateway: enough for a burst of concurrent requests while
+/// keeping a fleet of gateways well under a server's `max_connections`.
+const POOL_SIZE: u32 = 10;
+
+/// The pause between cleanup batches, which lets request traffic through.
+const CLEANUP_PAUSE: Duration = Duration::from_millis(50);
+
+/// MySQL's "duplicate entry": another writer created the row first.
+const ER_DUP_ENTRY: u16 = 1062;
+
+/// The MySQL store: the core in front of [`MysqlBackend`].
+pub type MysqlStore = StoreCore<MysqlBackend>;
+
+impl MysqlStore {
+    /// Builds the pool, creates the table when asked to, and starts the
+    /// cleanup task. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming `store.url` when the URL is malformed
+    /// or, with `create_table`, the database cannot be reached; naming
+    /// `store.table` when the table cannot be created.
+    pub async fn connect(config: &MysqlConfig, settings: &StoreSettings) -> Result<Self> {
+        config.validate()?;
+        let timeout = config.timeout.get();
+        let shared = Arc::new(Shared {
+            pool: pool(config.connect_options()?, timeout),
+            sql: Statements::new(&config.table),
+        });
+        if config.create_table {
+            create_table(&shared, timeout).await?;
+        }
+        spawn_cleanup(Arc::downgrade(&shared), config.cleanup_interval.get());
+        Ok(StoreCore::new(MysqlBackend { shared }, settings))
+    }
+}
+
+/// What the pool, the cleanup task and the store share. The cleanup task
+/// holds it weakly, so dropping the store stops the task.
+struct Shared {
+    pool: MySqlPool,
+    sql: Statements,
+}
+
+/// Sessions as rows of one table; see the module docs.
+pub struct MysqlBackend {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MysqlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlBackend").finish_non_exhaustive()
+    }
+}
+
+impl MysqlBackend {
+    /// Deletes expired rows now, as the cleanup task does.
+    ///
+    /// # Errors
+    ///
+    /// A store error when a batch fails.
+    pub async fn delete_expired(&self) -> Result<u64> {
+        self.shared.delete_expired().await
+    }
+}
+
+/// A pool that connects lazily, gives up on a connection after `timeout`,
+/// and tests idle connections before use, so it heals after an outage.
+fn pool(options: MySqlConnectOptions, timeout: Duration) -> MySqlPool {
+    let lock_wait_secs = timeout.as_secs().max(1);
+    MySqlPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .test_before_acquire(true)
+        .after_connect(move |conn, _| Box::pin(limit_lock_wait(conn, lock_wait_secs)))
+        .connect_lazy_with(options)
+}
+
+/// Lock waits end with an error well before MySQL's default of 50 seconds.
+async fn limit_lock_wait(conn: &mut MySqlConnection, seconds: u64) -> Result<(), sqlx::Error> {
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = ?")
+        .bind(seconds)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Runs `CREATE TABLE IF NOT EXISTS`, telling "cannot connect" (the URL)
+/// apart from "cannot create" (the table).
+async fn create_table(shared: &Shared, timeout: Duration) -> Result<()> {
+    let mut conn = shared.pool.acquire().await.map_err(|e| {
+        Error::config(
+            "store.url",
+            format!("cannot connect to the database to create the table: {e}"),
+        )
+    })?;
+    let created = tokio::time::timeout(timeout, query(&shared.sql.create).execute(&mut *conn))
+        .await
+        .map_err(|_| Error::config("store.table", "CREATE TABLE did not finish in time"))?;
+    created
+        .map(|_| ())
+        .map_err(|e| Error::config("store.table", format!("cannot create the table: {e}")))
+}
+
+fn spawn_cleanup(shared: Weak<Shared>, every: Duration) {
+    tokio::spawn(async move {
+        // The first run waits one interval, so that a fleet restarting at
+        // once does not clean all at once.
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(store) = shared.upgrade() else {
+                return;
+            };
+            if let Err(error) = store.delete_expired().await {
+                tracing::warn!(store = "mysql", %error, "cleanup of expired sessions failed");
+            }
+        }
+    });
+}
+
+impl Shared {
+    /// Deletes expired rows one bounded batch at a time until none is left.
+    async fn delete_expired(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let now = expired_up_to(now_millis());
+            let batch = query(&self.sql.cleanup)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| failed("cleanup", e))?
+                .rows_affected();
+            total += batch;
+            if batch < CLEANUP_BATCH {
+                return Ok(total);
+            }
+            tokio::time::sleep(CLEANUP_PAUSE).await;
+        }
+    }
+}
+
+/// A database error as a store error, saying which operation failed.
+fn failed(operation: &str, error: sqlx::Error) -> Error {
+    Error::store_unavailable("mysql", operation, error)
+}
+
+/// The codec writes JSON, which is UTF-8; anything else is refused rather
+/// than stored mangled.
+fn utf8(text: Vec<u8>) -> Result<String> {
+    String::from_utf8(text).map_err(|e| Error::store_unavailable("mysql", "encode", e))
+}
+
+/// Text read from the table, to compare against it.
+fn text_of(text: &[u8]) -> Result<&str> {
+    std::str::from_utf8(text).map_err(|e| Error::store_unavailable("mysql", "compare", e))
+}
+
+fn is_duplicate_key(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<MySqlDatabaseError>())
+        .is_some_and(|e| e.number() == ER_DUP_ENTRY)
+}
+
+#[async_trait]
+impl Backend for MysqlBackend {
+    type Version = ();
+
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn expiry_precision_ms(&self) -> u64 {
+        1_000
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<Option<Stored<()>>> {
+        let store = &self.shared;
+        let row = query(&store.sql.load)
+            .bind(id.as_str())
+            .fetch_optional(&store.pool)
+            .await
+            .map_err(|e| failed("load", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let data: Option<String> = row.try_get("data").map_err(|e| failed("load", e))?;
+        let expires: u32 = row.try_get("expires").map_err(|e| failed("load", e))?;
+        Ok(Some(Stored {
+            text: data.unwrap_or_default().into_bytes(),
+            expires_at: Some(u64::from(expires) * 1_000),
+            version: (),
+        }))
+    }
+
+    async fn write_if(
+        &self,
+        id: &SessionId,
+        expected: Option<&Stored<()>>,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let store = &self.shared;
+        let (text, expires) = (utf8(text)?, expires_column(expires_at));
+        let Some(expected) = expected else {
+            let inserted = query(&store.sql.insert)
+                .bind(id.as_str())
+                .bind(expires)
+                .bind(text)
+                .execute(&store.pool)
+                .await;
+            return match inserted {
+                Ok(_) => Ok(true),
+                Err(error) if is_duplicate_key(&error) => Ok(false),
+                Err(error) => Err(failed("update", error)),
+            };
+        };
+        // The pool's connections report matched rows (CLIENT_FOUND_ROWS), so
+        // a write that changes nothing still counts as done.
+        let swapped = query(&store.sql.swap)
+            .bind(expires)
+            .bind(text)
+            .bind(id.as_str())
+            .bind(text_of(&expected.text)?)
+            .execute(&store.pool)
+            .await
+            .map_err(|e| failed("update", e))?;
+        Ok(swapped.rows_affected() == 1)
+    }
+
+    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
+        let store = &self.shared;
+        let (text, expires) = (utf8(text)?, expires_column(expires_at));
+        query(&store.sql.upsert)
+            .bind(id.as_str())
+            .bind(expires)
+            .bind(text.clone())
+            .bind(expires)
+            .bind(text)
+            .execute(&store.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("insert", e))
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()> {
+        let store = &self.shared;
+        query(&store.sql.touch)
+            .bind(expires_column(expires_at))
+            .bind(id.as_str())
+            .bind(expired_up_to(now))
+            .execute(&store.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("touch", e))
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<()> {
+        let store = &self.shared;
+        query(&store.sql.delete)
+            .bind(id.as_str())
+            .execute(&store.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("delete", e))
+    }
+
+    /// Deletes the row if it still holds what was read, and is still
+    /// expired: a concurrent update that revived it wins.
+    async fn delete_if(&self, id: &SessionId, expected: &Stored<()>) -> Result<()> {
+        let store = &self.shared;
+        query(&store.sql.delete_if_expired)
+            .bind(id.as_str())
+            .bind(text_of(&expected.text)?)
+            .bind(expired_up_to(now_millis()))
+            .execute(&store.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("delete", e))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.shared.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("ping", e))
+    }
+
+    /// The swap compares the text alone.
+    fn text_is_version(&self) -> Option<()> {
+        Some(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The connection every Redis operation shares, and how it heals: a
+//! connection manager (or cluster client) replaced by a fresh one after a
+//! few failures in a row.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
+use redis::io::tcp::socket2::TcpKeepalive;
+use redis::{Client, Cmd, ConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
+use tokio::sync::RwLock;
+
+use crate::error::{Error, Result};
+use crate::store::record::now_millis;
+
+/// Failures in a row after which the store opens a fresh connection.
+const FRESH_CONNECTION_AFTER: u32 = 3;
+
+/// Idle time before TCP keepalive probes start, so that a silently dropped
+/// idle connection (a NAT or firewall timeout) is noticed.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// Socket settings: no Nagle delay, keepalive on idle connections, and on
+/// Linux a bound on how long sent data may go unacknowledged.
+fn tcp_settings(timeout: Duration) -> TcpSettings {
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(TcpKeepalive::new().with_time(KEEPALIVE_IDLE));
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(timeout.max(Duration::from_secs(1)));
+    #[cfg(not(target_os = "linux"))]
+    let _ = timeout;
+    settings
+}
+
+/// What it takes to open a connection, kept so that a fresh one can be opened
+/// later.
+pub enum Connector {
+    Single(Client, ConnectionManagerConfig),
+    Cluster(ClusterClient, ClusterConfig),
+}
+
+impl Connector {
+    pub fn new(cluster: bool, seeds: Vec<ConnectionInfo>, timeout: Duration) -> Result<Self> {
+        let tcp = tcp_settings(timeout);
+        let seeds = seeds
+            .into_iter()
+            .map(|seed| seed.set_tcp_settings(tcp.clone()));
+        if cluster {
+            let client = ClusterClientBuilder::new(seeds)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .tcp_settings(tcp)
+                .build()
+                .map_err(|e| Error::config("store.urls", format!("unusable cluster seeds: {e}")))?;
+            let config = ClusterConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            return Ok(Self::Cluster(client, config));
+        }
+        let seed = seeds
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::config("store.url", "is required"))?;
+        let client =
+            Client::open(seed).map_err(|e| Error::config("store.url", format!("unusable: {e}")))?;
+        Ok(Self::Single(client, manager_config(timeout)))
+    }
+
+    /// A connection that connects on first use, so this never waits.
+    fn open(&self) -> Result<Connection, RedisError> {
+        match self {
+            Self::Single(client, config) => {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map(Connection::Single)
+            }
+            Self::Cluster(client, config) => Ok(Connection::Cluster(
+                client.get_pending_async_connection_with_config(config.clone()),
+            )),
+        }
+    }
+}
+
+/// The connection manager fails fast while Redis is down (one quick retry,
+/// then the error) instead of retrying past the timeout, and tries again on
+/// the next request.
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(timeout / 4)
+}
+
+/// The one connection every operation shares (multiplexed: cloning is cheap).
+#[derive(Clone)]
+pub enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// The current connection, replaced by a fresh one after
+/// [`FRESH_CONNECTION_AFTER`] failures in a row (at most once per timeout).
+pub struct Link {
+    connector: Connector,
+    current: RwLock<Connection>,
+    failures: AtomicU32,
+    opened_at: AtomicU64,
+    timeout: Duration,
+}
+
+impl Link {
+    pub fn new(connector: Connector, timeout: Duration) -> Result<Self, RedisError> {
+        let current = RwLock::new(connector.open()?);
+        Ok(Self {
+            connector,
+            current,
+            failures: AtomicU32::new(0),
+            opened_at: AtomicU64::new(now_millis()),
+            timeout,
+        })
+    }
+
+    pub async fn get(&self) -> Connection {
+        self.current.read().await.clone()
+    }
+
+    /// Starts watching one operation. An operation that is dropped before it
+    /// settles (the caller gave up) counts as a failure.
+    pub fn watch(&self) -> Health<'_> {
+        Health {
+            link: self,
+            settled: false,
+        }
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let age = now_millis().saturating_sub(self.opened_at.load(Ordering::Relaxed));
+        if failures >= FRESH_CONNECTION_AFTER && u128::from(age) >= self.timeout.as_millis() {
+            self.reopen();
+        }
+    }
+
+    /// Swaps in a fresh connection unless another caller is doing so.
+    fn reopen(&self) {
+        let Ok(mut current) = self.current.try_write() else {
+            return;
+        };
+        match self.connector.open() {
+            Ok(fresh) => {
+                *current = fresh;
+                self.failures.store(0, Ordering::Relaxed);
+                self.opened_at.store(now_millis(), Ordering::Relaxed);
+                tracing::warn!(
+                    store = "redis",
+                    "Redis keeps failing: opened a fresh connection"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(store = "redis", %error, "cannot open a fresh Redis connection")
+            }
+        }
+    }
+}
+
+/// The outcome of one operation, reported to the [`Link`] when dropped.
+pub struct Health<'a> {
+    link: &'a Link,
+    settled: bool,
+}
+
+impl Health<'_> {
+    /// Only a store that cannot be reached counts: a lost race does not.
+    pub fn settle<T>(mut self, result: &Result<T>) {
+        self.settled = true;
+        match result {
+            Err(error) if error.is_store_unreachable() => self.link.failed(),
+            _ => self.link.succeeded(),
+        }
+    }
+}
+
+impl Drop for Health<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.link.failed();
+        }
+    }
+}

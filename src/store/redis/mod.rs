@@ -1,0 +1,285 @@
+//! The Redis store: one server, or a Redis Cluster.
+//!
+//! # Layout
+//!
+//! Each session is one string key, `prefix + id`, holding the
+//! codec's blob. The key's Redis expiry *is* the session's expiry
+//! (set with `PXAT`/`PEXPIREAT` to the absolute `expires_at`), so Redis
+//! removes dead sessions itself and a read takes the expiry
+//! back from the key's `PTTL`. Because Redis never hands out an expired key,
+//! `keep_expired` changes nothing here.
+//!
+//! # Atomic updates
+//!
+//! The core ([`StoreCore`]) reads the blob, applies the change in Rust, and
+//! commits with [`Backend::write_if`]: a compare-and-set Lua script that
+//! writes only if the key still holds the exact bytes that were read (or,
+//! for a new session, still does not exist). This:
+//! * loses no concurrent update, from one gateway or many;
+//! * keeps the JSON byte-exact, because Lua never parses it;
+//! * touches a single key per script, so it works on a cluster;
+//! * needs no `WATCH`, which a shared multiplexed connection cannot use.
+//!
+//! Because the script compares the text alone, the core's first attempt
+//! skips the read and tries the compare-and-set against the record this
+//! gateway wrote last (or the request loaded).
+//!
+//! # Connections and outages
+//!
+//! A single server is reached through a [`ConnectionManager`], which
+//! reconnects by itself; `cluster: true` uses the `cluster-async` client with
+//! `url`/`urls` as seed nodes. `rediss://` uses rustls with the ring provider,
+//! as the rest of the tree does; username and password come from the URL.
+//!
+//! Every operation is bounded by `timeout`: connection attempts and replies
+//! time out at it, the socket gives up on unacknowledged data after it
+//! (`TCP_USER_TIMEOUT`, so a vanished host is noticed), and the core cuts
+//! the whole operation, retries included, off at it. Should the client library
+//! get stuck anyway (it does not retry a failed handshake that was not an I/O
+//! error, such as `LOADING` while Redis restarts), a few failures in a row
+//! make the store open a fresh connection.
+//!
+//! **Redis down at start-up is not a configuration error.** A URL that does
+//! not parse is refused (naming `store.url`), but an unreachable server only
+//! logs an error: the gateway starts, `/readyz` answers 503 and requests get
+//! 503 until Redis answers, then everything works without a restart. This
+//! lets gateways and Redis start in any order (as in Kubernetes or Compose).
+
+mod link;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, RedisError, Script};
+
+use self::link::{Connection, Connector, Link};
+use super::StoreSettings;
+use super::core::{Backend, StoreCore, Stored};
+use super::record::{SessionId, UnixMillis, now_millis};
+use crate::config::RedisConfig;
+use crate::error::{Error, Result};
+
+/// Writes a session only if the key still holds exactly what was read.
+/// ARGV: 'present' + the old blob, or 'absent' + ''; the new blob; the
+/// absolute expiry in Unix ms.
+const SWAP_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == 'absent' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+return 1
+";
+
+/// The Redis session store: the core in front of [`RedisBackend`].
+pub type RedisStore = StoreCore<RedisBackend>;
+
+impl RedisStore {
+    /// Builds the store from validated settings. Redis being unreachable
+    /// right now is logged, not refused (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the key when the settings cannot work
+    /// at all (a bad URL, seeds with different credentials or TLS modes).
+    pub async fn connect(config: &RedisConfig, settings: &StoreSettings) -> Result<Self> {
+        config.validate()?;
+        let timeout = config.timeout.get();
+        let seeds = config.seeds()?;
+        if seeds
+            .iter()
+            .any(|seed| matches!(seed.addr(), ConnectionAddr::TcpTls { .. }))
+        {
+            install_ring_provider();
+        }
+        let addresses = describe(&seeds);
+        let connector = Connector::new(config.cluster, seeds, timeout)?;
+        let link = Link::new(connector, timeout).map_err(|e| {
+            Error::config("store.url", format!("cannot set up the Redis client: {e}"))
+        })?;
+        let backend = RedisBackend {
+            link,
+            prefix: config.prefix.clone(),
+            swap_script: Script::new(SWAP_SCRIPT),
+            timeout,
+        };
+        let store = StoreCore::new(backend, settings);
+        check_at_start(&store, &addresses).await;
+        Ok(store)
+    }
+}
+
+/// Pings once so that an unreachable Redis is reported right away.
+async fn check_at_start(store: &RedisStore, addresses: &str) {
+    use super::SessionStore;
+    match store.ping().await {
+        Ok(()) => tracing::info!(store = "redis", servers = addresses, "connected to Redis"),
+        Err(error) => tracing::error!(
+            store = "redis",
+            servers = addresses,
+            %error,
+            "Redis is not answering at start-up: starting anyway; /readyz answers 503 and requests get 503 until it does"
+        ),
+    }
+}
+
+/// One string key per session, `prefix + id`, expiring with the session.
+pub struct RedisBackend {
+    link: Link,
+    prefix: String,
+    swap_script: Script,
+    /// For errors: the client's own timeouts are set to it.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    fn key(&self, id: &SessionId) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
+        key.push_str(&self.prefix);
+        key.push_str(id.as_str());
+        key
+    }
+
+    /// Runs one call on the shared connection and tells the link how it
+    /// went; a call the core gives up on counts as a failure.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        run: impl AsyncFnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let health = self.link.watch();
+        let mut conn = self.link.get().await;
+        let result = run(&mut conn)
+            .await
+            .map_err(|e| failed(operation, e, self.timeout));
+        health.settle(&result);
+        result
+    }
+
+    async fn run(&self, operation: &'static str, command: Cmd) -> Result<()> {
+        self.call(operation, async |conn| {
+            command.query_async::<()>(conn).await
+        })
+        .await
+    }
+}
+
+/// A client error as a store error, saying which operation failed.
+fn failed(operation: &str, error: RedisError, timeout: Duration) -> Error {
+    if error.is_timeout() {
+        Error::store_timeout("redis", operation, timeout)
+    } else {
+        Error::store_unavailable("redis", operation, error)
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    type Version = ();
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    /// `GET` and `PTTL` in one pipeline: one round trip, two plain commands
+    /// on one key (so one cluster slot), cheaper for Redis than a script.
+    async fn read(&self, id: &SessionId) -> Result<Option<Stored<()>>> {
+        let key = self.key(id);
+        let (text, ttl): (Option<Vec<u8>>, i64) = self
+            .call("load", async |conn| {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        // A key without expiry (PTTL -1) is not one of ours.
+        let expires_at = u64::try_from(ttl)
+            .ok()
+            .map(|ttl| now_millis().saturating_add(ttl));
+        Ok(text.map(|text| Stored {
+            text,
+            expires_at,
+            version: (),
+        }))
+    }
+
+    async fn write_if(
+        &self,
+        id: &SessionId,
+        expected: Option<&Stored<()>>,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let key = self.key(id);
+        let mut call = self.swap_script.key(&key);
+        match expected {
+            Some(stored) => call.arg("present").arg(&stored.text),
+            None => call.arg("absent").arg(""),
+        };
+        call.arg(text).arg(expires_at);
+        let written: i64 = self
+            .call("update", async |conn| call.invoke_async(conn).await)
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(id)).arg(text).arg("PXAT").arg(expires_at);
+        self.run("insert", set).await
+    }
+
+    /// One `PEXPIREAT`: the data is not rewritten, and a missing (or, since
+    /// Redis drops them itself, expired) key stays missing.
+    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, _now: UnixMillis) -> Result<()> {
+        let mut touch = redis::cmd("PEXPIREAT");
+        touch.arg(self.key(id)).arg(expires_at);
+        self.run("touch", touch).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<()> {
+        self.run("delete", redis::cmd("DEL").arg(self.key(id)).to_owned())
+            .await
+    }
+
+    /// Redis removes expired keys itself: nothing to clean up.
+    async fn delete_if(&self, _id: &SessionId, _expected: &Stored<()>) -> Result<()> {
+        Ok(())
+    }
+
+    /// `PING`; on a cluster every master must answer.
+    async fn ping(&self) -> Result<()> {
+        self.run("ping", redis::cmd("PING")).await
+    }
+
+    /// The swap script compares the blob alone.
+    fn text_is_version(&self) -> Option<()> {
+        Some(())
+    }
+}
+
+/// rustls needs a process-wide provider when more than one could apply; the
+/// tree uses ring. Installing it twice is harmless, so the result is ignored.
+fn install_ring_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// `host:port` of each seed for logs: never the URL, which may hold a password.
+fn describe(seeds: &[ConnectionInfo]) -> String {
+    let addresses: Vec<String> = seeds.iter().map(|seed| seed.addr().to_string()).collect();
+    addresses.join(",")
+}
