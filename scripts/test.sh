@@ -4,8 +4,10 @@
 # MariaDB, and moto's DynamoDB server, under .test-services/. It never stops
 # or reconfigures services that were already running.
 #
-#   scripts/test.sh                 # everything
-#   scripts/test.sh --test proxy    # extra arguments go to `cargo test`
+#   scripts/test.sh                          # everything
+#   scripts/test.sh --test it proxy::        # extra arguments go to `cargo test`
+#   scripts/test.sh --test it store_redis::  # (the integration tests are one
+#                                            # binary, `it`; filter by module)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,7 +4,7 @@
 # SESSIONGATE_TEST_DYNAMODB_ENDPOINT.
 #
 #   SERVICES_DIR=.test-services source scripts/services/moto.sh
-#   ensure_moto && cargo test --test store_dynamodb --test store_dynamodb_pk_sk
+#   ensure_moto && cargo test --test it store_dynamodb
 #   stop_moto   # optional: stops the server this script started
 #
 # An endpoint already given in SESSIONGATE_TEST_DYNAMODB_ENDPOINT is used as

@@ -4,9 +4,6 @@
 //! project's test script starts moto and sets it); the pk/sk variant is in
 //! `store_dynamodb_pk_sk.rs`.
 
-mod conformance;
-mod dynamodb_support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +13,8 @@ use serde_json::json;
 use sessiongate::store::dynamodb::{DynamoConfig, DynamoStore};
 use sessiongate::store::{SessionId, SessionRecord, SessionStore, now_millis};
 
-use dynamodb_support::{config, instrumented, raw_client};
+use crate::conformance;
+use crate::dynamodb_support::{config, instrumented, raw_client};
 
 async fn make_store() -> Arc<dyn SessionStore> {
     instrumented(&config(None), false).await

@@ -7,9 +7,6 @@
 //! random prefix and nothing is ever flushed. The outage and touch tests
 //! start their own `redis-server` on a free port.
 
-mod conformance;
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,7 +18,9 @@ use sessiongate::store::redis::{RedisConfig, RedisStore};
 use sessiongate::store::{
     Instrumented, SessionId, SessionRecord, SessionStore, StoreError, now_millis,
 };
-use support::servers::PrivateRedis;
+
+use crate::conformance;
+use crate::support::servers::PrivateRedis;
 
 fn redis_url() -> String {
     std::env::var("SESSIONGATE_TEST_REDIS_URL")
@@ -363,6 +362,14 @@ fn make_certificates(dir: &Path) {
     );
 }
 
+/// The name the test harness gives `tls_client`: its module path within the
+/// test binary (`store_redis::tls_client`), without the crate's name.
+fn tls_client_test_name() -> String {
+    let module = module_path!();
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    format!("{module}::tls_client")
+}
+
 /// `rediss://` end to end against a TLS-only `redis-server`. The store trusts
 /// the system roots, so a child process of this test binary runs the client
 /// with `SSL_CERT_FILE` naming a throwaway CA (changing the environment of
@@ -388,7 +395,12 @@ fn rediss_urls_connect_over_tls() {
     ];
     redis.start();
     let output = Command::new(std::env::current_exe().expect("the test binary"))
-        .args(["--exact", "tls_client", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            &tls_client_test_name(),
+            "--ignored",
+            "--nocapture",
+        ])
         .env("SSL_CERT_FILE", file("ca.pem"))
         .env(
             "SESSIONGATE_TEST_TLS_URL",

@@ -1,11 +1,9 @@
 //! The store conformance suite: the contract of `SessionStore` (see
 //! `src/store/mod.rs`) as tests, run once per backend.
 //!
-//! A backend's test file defines `async fn make_store() -> Arc<dyn
+//! A backend's test module defines `async fn make_store() -> Arc<dyn
 //! SessionStore>` returning a fresh, isolated store (its own prefix, table or
 //! database) and calls `conformance::suite!();`.
-
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -331,10 +329,12 @@ pub async fn ping_answers(store: Arc<dyn SessionStore>) {
 }
 
 /// Generates one `#[tokio::test]` per conformance check, each calling the
-/// test file's `make_store()` for a fresh store.
+/// calling module's `make_store()` for a fresh store. The tests are named
+/// `MODULE::conformance_suite::CHECK` (e.g.
+/// `store_redis::conformance_suite::ping_answers`).
 macro_rules! suite {
     () => {
-        conformance::suite!(
+        $crate::conformance::suite!(
             missing_id_loads_nothing,
             update_creates_a_session_that_loads_back,
             json_comes_back_exactly,
@@ -358,7 +358,7 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $check() {
-                    crate::conformance::$check(crate::make_store().await).await;
+                    $crate::conformance::$check(super::make_store().await).await;
                 }
             )+
         }

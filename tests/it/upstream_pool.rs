@@ -4,8 +4,6 @@
 //! The backend here is a raw socket server that counts what the gateway
 //! does to it: connections opened, requests in flight at once.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use http::Request;
 use http_body_util::Full;
-use support::{Gateway, TestClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{Gateway, TestClient};
 
 /// How the counting backend answers.
 #[derive(Clone, Copy)]

@@ -1,12 +1,11 @@
 //! Server-store sessions through the gateway (memory store): the signed-id
 //! cookie, touch policy, concurrency.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Gateway, TestClient, Upstream};
+
+use crate::support::{self, Gateway, TestClient, Upstream};
 
 #[tokio::test]
 async fn the_cookie_is_a_signed_id_and_the_data_stays_on_the_server() {

@@ -1,8 +1,6 @@
 //! Black-box test support: the real `sessiongate` binary in front of a real
 //! upstream, and a cookie-aware HTTP client.
 
-#![allow(dead_code)]
-
 pub mod servers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -251,10 +249,6 @@ impl Gateway {
             .arg(child.id().to_string())
             .status();
         child.wait().expect("wait for sessiongate")
-    }
-
-    pub fn child_mut(&mut self) -> Option<&mut Child> {
-        self.child.as_mut()
     }
 }
 

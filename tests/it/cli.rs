@@ -1,8 +1,8 @@
 //! The command line: check, keygen, and start-up failures that name the key.
 
-mod support;
-
 use std::process::{Command, Output};
+
+use crate::support;
 
 fn sessiongate(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();

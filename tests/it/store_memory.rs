@@ -1,11 +1,11 @@
 //! The store conformance suite against the in-process memory store.
 
-mod conformance;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use sessiongate::store::{Instrumented, SessionStore, memory::MemoryStore};
+
+use crate::conformance;
 
 async fn make_store() -> Arc<dyn SessionStore> {
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(10_000, false));

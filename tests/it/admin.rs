@@ -1,9 +1,8 @@
 //! The admin listener: health, readiness and metrics.
 
-mod support;
-
 use serde_json::json;
-use support::{Gateway, TestClient, Upstream};
+
+use crate::support::{self, Gateway, TestClient, Upstream};
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer_on_the_admin_port_only() {

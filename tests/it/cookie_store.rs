@@ -1,12 +1,11 @@
 //! The cookie store, black-box: the whole session sealed in the client's
 //! cookie, chunked when large, opened under current and previous secrets.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Gateway, SECRET, TestClient, Upstream};
+
+use crate::support::{self, Gateway, SECRET, TestClient, Upstream};
 
 #[tokio::test]
 async fn a_session_round_trips_through_the_cookie() {

@@ -1,8 +1,6 @@
 //! Forwarding, black-box: streaming bodies, upstream failures, limits,
 //! HTTPS with HTTP/2, WebSocket upgrades.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +10,9 @@ use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{Gateway, TestClient, Upstream, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{Gateway, TestClient, Upstream, free_port};
 
 #[tokio::test]
 async fn an_8_mb_upload_and_download_pass_intact() {

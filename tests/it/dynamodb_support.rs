@@ -1,8 +1,6 @@
 //! What the DynamoDB test files share: the endpoint, a store on a fresh
 //! table, and a raw client for looking at items directly.
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
 use std::time::Duration;
 

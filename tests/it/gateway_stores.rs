@@ -2,13 +2,12 @@
 //! round-trip, several gateways share one store, and an outage gives 503s
 //! that leave the client's cookie alone, then heals without a restart.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::servers::{PrivateMariadb, PrivateRedis};
-use support::{Gateway, TestClient, Upstream};
+
+use crate::support::servers::{PrivateMariadb, PrivateRedis};
+use crate::support::{self, Gateway, TestClient, Upstream};
 
 fn unique(prefix: &str) -> String {
     let mut bytes = [0u8; 6];

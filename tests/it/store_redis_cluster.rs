@@ -4,8 +4,6 @@
 //! `scripts/services/redis.sh`) and names its seed nodes, comma-separated, in
 //! `SESSIONGATE_TEST_REDIS_CLUSTER`.
 
-mod conformance;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +11,8 @@ use serde_json::json;
 use sessiongate::config::ConfigDuration;
 use sessiongate::store::redis::{RedisConfig, RedisStore};
 use sessiongate::store::{Instrumented, SessionId, SessionStore};
+
+use crate::conformance;
 
 fn seeds() -> Vec<String> {
     let seeds = std::env::var("SESSIONGATE_TEST_REDIS_CLUSTER").unwrap_or_default();

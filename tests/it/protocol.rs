@@ -1,13 +1,12 @@
 //! The header protocol, black-box: what the backend sees, and how its
 //! instructions change the session.
 
-mod support;
-
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use serde_json::json;
-use support::{Gateway, TestClient, Upstream, encode};
+
+use crate::support::{self, Gateway, TestClient, Upstream, encode};
 
 fn get_with_headers(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     let mut request = Request::get(url);

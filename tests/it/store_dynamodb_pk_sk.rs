@@ -3,12 +3,12 @@
 //! `SESSIONGATE_TEST_DYNAMODB_ENDPOINT` (the project's test script starts
 //! moto and sets it).
 
-mod conformance;
-mod dynamodb_support;
-
 use std::sync::Arc;
 
 use sessiongate::store::SessionStore;
+
+use crate::conformance;
+use crate::dynamodb_support;
 
 async fn make_store() -> Arc<dyn SessionStore> {
     dynamodb_support::instrumented(&dynamodb_support::config(Some("sk")), false).await

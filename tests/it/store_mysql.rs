@@ -7,9 +7,6 @@
 //! and drops it afterwards. The outage test starts its own private
 //! `mariadbd` instead, because it kills it.
 
-mod conformance;
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +20,10 @@ use sessiongate::store::{
 };
 use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row};
-use support::free_port;
-use support::servers::PrivateMariadb;
+
+use crate::conformance;
+use crate::support::free_port;
+use crate::support::servers::PrivateMariadb;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
