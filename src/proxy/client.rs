@@ -95,18 +95,6 @@ impl Upstream {
     }
 }
 
-/// The client error with its causes, for the log.
-pub(super) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// TLS for https upstreams: the system's trusted roots, ring as the provider.
 fn tls_client_config() -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();

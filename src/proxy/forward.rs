@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{HOST, HeaderValue, TE};
+use http::header::{HOST, HeaderValue};
 use http::{Request, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -74,15 +74,7 @@ pub fn upstream_request(
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
     parts.uri = upstream.target(&parts.uri).map_err(Error::bad_request)?;
-    let wants_trailers = headers::accepts_trailers(&parts.headers);
     headers::remove_hop_by_hop(&mut parts.headers, upgrading);
-    // TE is hop-by-hop, but "trailers" is a promise this hop keeps too:
-    // trailers are forwarded (gRPC-web and chunked APIs rely on them).
-    if wants_trailers {
-        parts
-            .headers
-            .insert(TE, HeaderValue::from_static("trailers"));
-    }
     // An HTTP/2 request has no Host header: HTTP/1.1 upstreams need one.
     if !parts.headers.contains_key(HOST) {
         let host = authority

@@ -107,16 +107,6 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>, authori
     }
 }
 
-/// The client said `TE: trailers`: it takes trailer fields.
-pub fn accepts_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
-}
-
 /// The scheme a trusted proxy says the client used.
 pub fn forwarded_proto(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(&X_FORWARDED_PROTO)?.to_str().ok()?;

@@ -30,7 +30,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use super::ProxyBody;
-use super::client::describe;
 use crate::error::Error;
 
 /// An idle connection is closed after this long unused.
@@ -311,4 +310,16 @@ impl Drop for PooledBody {
         // is dropped without being polled.
         self.release_if_done();
     }
+}
+
+/// The client error with its causes, for the log.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

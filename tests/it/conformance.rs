@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use sessiongate::store::{Change, Lifetime, SessionId, SessionRecord, SessionStore, now_millis};
+use sessiongate::store::{
+    Backend, Change, Lifetime, SessionId, SessionRecord, SessionStore, StoreCore, now_millis,
+};
 
 /// Stores that keep expiry in epoch seconds (MySQL, DynamoDB) may round it.
 const EXPIRY_SLACK_MS: u64 = 1_000;
@@ -324,6 +326,86 @@ pub async fn a_stale_hint_is_never_trusted(store: Arc<dyn SessionStore>) {
     );
 }
 
+/// A touch never brings back a session that has expired.
+pub async fn touching_an_expired_session_does_not_revive_it(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    let now = now_millis();
+    let record = SessionRecord {
+        data: object(json!({"k": 1})),
+        created_at: now,
+        expires_at: now + 1_000,
+    };
+    store.insert(&id, &record).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    store
+        .touch(&id, now_millis() + HOUR.as_millis() as u64)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&id).await.unwrap(), None, "a touch revived it");
+}
+
+/// With `keep_expired: false`, an expired record that a read finds is
+/// removed from the backend, not only hidden.
+pub async fn an_expired_record_read_is_deleted<B: Backend>(store: Arc<StoreCore<B>>) {
+    let id = new_id();
+    let now = now_millis();
+    let record = SessionRecord {
+        data: object(json!({"k": 1})),
+        created_at: now,
+        expires_at: now + 1_000,
+    };
+    store.insert(&id, &record).await.unwrap();
+    assert!(store.backend().read(&id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(store.load(&id).await.unwrap(), None);
+    assert!(
+        store.backend().read(&id).await.unwrap().is_none(),
+        "the expired record is still stored"
+    );
+}
+
+/// Two stores on one backend (two gateways): 40 concurrent updates of one
+/// session, split between them, lose nothing.
+pub async fn two_stores_lose_no_concurrent_update(
+    first: Arc<dyn SessionStore>,
+    second: Arc<dyn SessionStore>,
+) {
+    const WRITERS: usize = 40;
+    let id = new_id();
+    first
+        .update(&id, &patch(json!({"seed": true})))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..WRITERS {
+        let store = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut change = patch(json!({}));
+            change
+                .patch
+                .as_mut()
+                .unwrap()
+                .insert(format!("k{n}"), json!(n));
+            store.update(&id, &change).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task").expect("update");
+    }
+    for store in [&first, &second] {
+        let loaded = store.load(&id).await.unwrap().expect("session");
+        let missing: Vec<usize> = (0..WRITERS)
+            .filter(|n| !loaded.data.contains_key(&format!("k{n}")))
+            .collect();
+        assert!(missing.is_empty(), "lost updates: {missing:?}");
+    }
+}
+
 pub async fn ping_answers(store: Arc<dyn SessionStore>) {
     store.ping().await.unwrap();
 }
@@ -350,6 +432,7 @@ macro_rules! suite {
             absolute_lifetime_caps_every_update,
             concurrent_updates_lose_nothing,
             a_stale_hint_is_never_trusted,
+            touching_an_expired_session_does_not_revive_it,
             ping_answers,
         );
     };

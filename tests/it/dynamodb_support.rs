@@ -7,8 +7,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use sessiongate::config::ConfigDuration;
-use sessiongate::store::dynamodb::{AwsConfig, DynamoConfig, DynamoStore};
-use sessiongate::store::{Instrumented, SessionStore};
+use sessiongate::config::{AwsConfig, DynamoConfig};
+use sessiongate::store::SessionStore;
+use sessiongate::store::StoreSettings;
+use sessiongate::store::dynamodb::DynamoStore;
 
 /// The variable the project's test script sets after starting moto.
 pub const ENDPOINT_VAR: &str = "SESSIONGATE_TEST_DYNAMODB_ENDPOINT";
@@ -54,10 +56,13 @@ pub fn config(sort_key: Option<&str>) -> DynamoConfig {
 
 /// The store wrapped as the gateway wraps it.
 pub async fn instrumented(config: &DynamoConfig, keep_expired: bool) -> Arc<dyn SessionStore> {
-    let store = DynamoStore::connect(config, keep_expired)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DynamoDB at {}: {e}", endpoint()));
-    Arc::new(Instrumented::new(Arc::new(store), TIMEOUT))
+    let store = DynamoStore::connect(
+        config,
+        &StoreSettings::new((config).timeout.get(), keep_expired),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot connect to DynamoDB at {}: {e}", endpoint()));
+    Arc::new(store)
 }
 
 /// A plain SDK client on the test endpoint, to inspect items.

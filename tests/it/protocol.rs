@@ -288,3 +288,37 @@ async fn hop_by_hop_headers_are_removed() {
         );
     }
 }
+
+/// `session.cookie.secure: true` marks the cookie `Secure` even on plain
+/// HTTP (TLS ended at a load balancer that is not a trusted proxy);
+/// `false` never does, even when a trusted proxy says https; `auto`
+/// follows the transport.
+#[tokio::test]
+async fn cookie_secure_true_false_and_auto_are_obeyed() {
+    let upstream = Upstream::start().await;
+    let login = format!("/?update={}", encode(r#"{"a":1}"#));
+    for (setting, https, expected) in [
+        ("true", false, true),
+        ("false", false, false),
+        ("false", true, false),
+        ("auto", false, false),
+        ("auto", true, true),
+    ] {
+        let yaml =
+            format!("trusted_proxies: [127.0.0.0/8]\nsession:\n  cookie:\n    secure: {setting}\n");
+        let gateway = Gateway::start(&upstream, &yaml).await;
+        let proto = if https { "https" } else { "http" };
+        let response = TestClient::new()
+            .send(get_with_headers(
+                &gateway.url(&login),
+                &[("X-Forwarded-Proto", proto)],
+            ))
+            .await;
+        let cookie = &response.set_cookies()[0];
+        assert_eq!(
+            cookie.contains("; Secure"),
+            expected,
+            "secure: {setting} over {proto}: {cookie}"
+        );
+    }
+}

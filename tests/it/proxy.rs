@@ -255,3 +255,59 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_zero() {
         .expect("the request in flight completed");
     assert_eq!(response.status, 200);
 }
+
+/// An upstream that answers every request with a chunked body and a
+/// `grpc-status` trailer, written by hand so nothing in between can hide it.
+async fn trailer_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                    Trailer: grpc-status\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n";
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// `Trailer` is end-to-end (RFC 9110 §6.6.2): the header and the trailer
+/// fields reach an HTTP/1.1 client.
+#[tokio::test]
+async fn response_trailers_reach_the_client() {
+    let upstream = trailer_upstream().await;
+    let gateway = Gateway::builder(&format!("upstream:\n  url: http://{upstream}\n"))
+        .start()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream
+        .write_all(b"GET /rpc HTTP/1.1\r\nHost: app\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .expect("the response ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.contains("trailer: grpc-status"), "{head}");
+    assert!(body.contains("hello"), "{body}");
+    let after_last_chunk = body.split("\r\n0\r\n").nth(1).unwrap_or_default();
+    assert!(
+        after_last_chunk.contains("grpc-status: 0"),
+        "the trailer is lost: {body:?}"
+    );
+}

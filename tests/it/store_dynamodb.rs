@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
-use sessiongate::store::dynamodb::{DynamoConfig, DynamoStore};
+use sessiongate::config::DynamoConfig;
+use sessiongate::store::StoreSettings;
+use sessiongate::store::dynamodb::DynamoStore;
 use sessiongate::store::{SessionId, SessionRecord, SessionStore, now_millis};
 
 use crate::conformance;
-use crate::dynamodb_support::{config, instrumented, raw_client};
+use crate::dynamodb_support::{TIMEOUT, config, instrumented, raw_client};
 
 async fn make_store() -> Arc<dyn SessionStore> {
     instrumented(&config(None), false).await
@@ -173,7 +175,7 @@ async fn inserting_an_expired_record_removes_the_session() {
     assert!(raw_item(&config, &id).await.is_none());
 }
 
-fn connect_error(result: Result<DynamoStore, sessiongate::config::ConfigError>) -> String {
+fn connect_error(result: Result<DynamoStore, sessiongate::Error>) -> String {
     match result {
         Ok(_) => panic!("connect should have failed"),
         Err(error) => error.to_string(),
@@ -184,7 +186,9 @@ fn connect_error(result: Result<DynamoStore, sessiongate::config::ConfigError>) 
 async fn a_missing_table_is_a_start_up_error_naming_it() {
     let mut config = config(None);
     config.create_table = false;
-    let message = connect_error(DynamoStore::connect(&config, false).await);
+    let message = connect_error(
+        DynamoStore::connect(&config, &StoreSettings::new(config.timeout.get(), false)).await,
+    );
     assert!(message.starts_with("store.table:"), "{message}");
     assert!(message.contains(&config.table), "{message}");
     assert!(message.contains("create_table"), "{message}");
@@ -197,7 +201,9 @@ async fn a_table_with_other_keys_is_a_start_up_error() {
     let mut other = config(Some("sk"));
     other.table = created.table.clone();
     other.create_table = false;
-    let message = connect_error(DynamoStore::connect(&other, false).await);
+    let message = connect_error(
+        DynamoStore::connect(&other, &StoreSettings::new(other.timeout.get(), false)).await,
+    );
     assert!(message.starts_with("store.hash_key:"), "{message}");
 }
 
@@ -206,7 +212,7 @@ async fn an_unreachable_endpoint_at_start_up_is_reported_by_ping() {
     let mut config = config(None);
     config.create_table = false;
     config.aws.endpoint = Some("http://127.0.0.1:9".into());
-    let store = DynamoStore::connect(&config, false)
+    let store = DynamoStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
         .await
         .expect("an unreachable endpoint does not stop the gateway");
     assert!(store.ping().await.is_err());
@@ -214,7 +220,9 @@ async fn an_unreachable_endpoint_at_start_up_is_reported_by_ping() {
     assert!(store.load(&id).await.is_err(), "a failed read is an error");
 
     config.create_table = true;
-    let message = connect_error(DynamoStore::connect(&config, false).await);
+    let message = connect_error(
+        DynamoStore::connect(&config, &StoreSettings::new(config.timeout.get(), false)).await,
+    );
     assert!(message.starts_with("store.aws.endpoint:"), "{message}");
 }
 
@@ -251,4 +259,21 @@ async fn updates_from_two_gateways_lose_nothing() {
         (2..=2 * PER_GATEWAY as u64).contains(&version),
         "version {version}"
     );
+}
+
+#[tokio::test]
+async fn conformance_an_expired_record_read_is_deleted() {
+    let config = config(None);
+    let store = DynamoStore::connect(&config, &StoreSettings::new(TIMEOUT, false))
+        .await
+        .expect("DynamoDB store");
+    conformance::an_expired_record_read_is_deleted(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_two_stores_lose_no_concurrent_update() {
+    let config = config(None);
+    let first = instrumented(&config, false).await;
+    let second = instrumented(&config, false).await;
+    conformance::two_stores_lose_no_concurrent_update(first, second).await;
 }

@@ -3,20 +3,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiongate::store::{Instrumented, SessionStore, memory::MemoryStore};
+use sessiongate::config::MemoryStoreConfig;
+use sessiongate::store::{SessionStore, StoreSettings, memory::MemoryStore};
 
 use crate::conformance;
 
+fn open(max_sessions: usize) -> MemoryStore {
+    MemoryStore::open(
+        &MemoryStoreConfig { max_sessions },
+        &StoreSettings::new(Duration::from_secs(2), false),
+    )
+}
+
 async fn make_store() -> Arc<dyn SessionStore> {
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(10_000, false));
-    Arc::new(Instrumented::new(store, Duration::from_secs(2)))
+    Arc::new(open(10_000))
 }
 
 conformance::suite!();
 
 #[tokio::test]
 async fn a_full_store_refuses_new_sessions_but_serves_old_ones() {
-    let store = MemoryStore::new(1, false);
+    let store = open(1);
     let first = sessiongate::store::SessionId::generate().unwrap();
     store
         .update(&first, &conformance::patch(serde_json::json!({"a": 1})))
@@ -27,8 +34,15 @@ async fn a_full_store_refuses_new_sessions_but_serves_old_ones() {
         .update(&second, &conformance::patch(serde_json::json!({"b": 1})))
         .await;
     assert!(
-        matches!(refused, Err(sessiongate::store::StoreError::Full(_))),
+        refused
+            .as_ref()
+            .is_err_and(sessiongate::Error::is_store_full),
         "{refused:?}"
     );
     assert!(store.load(&first).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn conformance_an_expired_record_read_is_deleted() {
+    conformance::an_expired_record_read_is_deleted(Arc::new(open(10_000))).await;
 }

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
+use sessiongate::Error;
 use sessiongate::config::ConfigDuration;
-use sessiongate::store::mysql::{MysqlConfig, MysqlStore};
-use sessiongate::store::{
-    Change, Instrumented, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
-    now_millis,
-};
+use sessiongate::config::MysqlConfig;
+use sessiongate::store::StoreSettings;
+use sessiongate::store::mysql::MysqlStore;
+use sessiongate::store::{Change, SessionId, SessionRecord, SessionStore, UnixMillis, now_millis};
 use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row};
 
@@ -136,31 +136,34 @@ impl SessionStore for Scratch {
     fn kind(&self) -> &'static str {
         self.store.kind()
     }
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, Error> {
         self.store.load(id).await
     }
-    async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, StoreError> {
+    async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord, Error> {
         self.store.update(id, change).await
     }
-    async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<(), StoreError> {
+    async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
         self.store.insert(id, record).await
     }
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<(), StoreError> {
+    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<(), Error> {
         self.store.touch(id, expires_at).await
     }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.store.delete(id).await
     }
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), Error> {
         self.store.ping().await
     }
 }
 
 async fn open(config: &MysqlConfig, keep_expired: bool) -> Arc<dyn SessionStore> {
-    let store = MysqlStore::connect(config, keep_expired)
-        .await
-        .expect("MySQL store (is SESSIONGATE_TEST_MYSQL_URL reachable?)");
-    Arc::new(Instrumented::new(Arc::new(store), config.timeout.get()))
+    let store = MysqlStore::connect(
+        config,
+        &StoreSettings::new((config).timeout.get(), keep_expired),
+    )
+    .await
+    .expect("MySQL store (is SESSIONGATE_TEST_MYSQL_URL reachable?)");
+    Arc::new(store)
 }
 
 async fn make_store() -> Arc<dyn SessionStore> {
@@ -314,15 +317,14 @@ async fn an_unreachable_database_at_start_names_store_url() {
     let mut config = config_for(&format!("mysql://root@127.0.0.1:{port}/test"), "sessions");
     config.timeout = ConfigDuration::millis(500);
     let started = Instant::now();
-    let error = MysqlStore::connect(&config, false)
+    let error = MysqlStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
         .await
-        .err()
-        .expect("start-up must fail when the table cannot be created");
+        .expect_err("start-up must fail when the table cannot be created");
     assert!(error.to_string().starts_with("store.url:"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3));
 
     config.create_table = false;
-    let store = MysqlStore::connect(&config, false)
+    let store = MysqlStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
         .await
         .expect("without create_table the start does not connect");
     assert!(store.ping().await.is_err());
@@ -334,10 +336,9 @@ async fn a_malformed_url_names_store_url() {
         url: "mysql://root@127.0.0.1:notaport/test".into(),
         ..MysqlConfig::default()
     };
-    let error = MysqlStore::connect(&config, false)
+    let error = MysqlStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
         .await
-        .err()
-        .expect("malformed URL");
+        .expect_err("malformed URL");
     assert!(error.to_string().starts_with("store.url:"), "{error}");
 }
 
@@ -403,4 +404,22 @@ async fn calls_fail_fast_while_the_database_is_down_and_recover_without_a_restar
         .update(&id, &conformance::patch(json!({"back": true})))
         .await
         .expect("updates work again");
+}
+
+#[tokio::test]
+async fn conformance_an_expired_record_read_is_deleted() {
+    let table = ScratchTable::new();
+    let config = table.config();
+    let store = MysqlStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
+        .await
+        .expect("MySQL store");
+    conformance::an_expired_record_read_is_deleted(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_two_stores_lose_no_concurrent_update() {
+    let table = ScratchTable::new();
+    let first = open(&table.config(), false).await;
+    let second = open(&table.config(), false).await;
+    conformance::two_stores_lose_no_concurrent_update(first, second).await;
 }

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sessiongate::Error;
 use sessiongate::config::ConfigDuration;
-use sessiongate::store::redis::{RedisConfig, RedisStore};
-use sessiongate::store::{
-    Instrumented, SessionId, SessionRecord, SessionStore, StoreError, now_millis,
-};
+use sessiongate::config::RedisConfig;
+use sessiongate::store::StoreSettings;
+use sessiongate::store::redis::RedisStore;
+use sessiongate::store::{SessionId, SessionRecord, SessionStore, now_millis};
 
 use crate::conformance;
 use crate::support::servers::PrivateRedis;
@@ -45,14 +46,17 @@ fn config(url: String, prefix: String, timeout: Duration) -> RedisConfig {
 }
 
 async fn connect(url: String, prefix: String, timeout: Duration) -> RedisStore {
-    RedisStore::connect(&config(url, prefix, timeout), false)
-        .await
-        .expect("a valid Redis configuration")
+    RedisStore::connect(
+        &config(url, prefix, timeout),
+        &StoreSettings::new(timeout, false),
+    )
+    .await
+    .expect("a valid Redis configuration")
 }
 
 async fn make_store() -> Arc<dyn SessionStore> {
     let store = connect(redis_url(), unique_prefix(), Duration::from_secs(2)).await;
-    Arc::new(Instrumented::new(Arc::new(store), Duration::from_secs(2)))
+    Arc::new(store)
 }
 
 conformance::suite!();
@@ -254,7 +258,7 @@ async fn touch_is_one_pexpireat_and_never_a_rewrite() {
 /// Runs `call` and checks that it fails, and fails within `limit`.
 async fn fails_within<T: std::fmt::Debug>(
     limit: Duration,
-    call: impl Future<Output = Result<T, StoreError>>,
+    call: impl Future<Output = Result<T, Error>>,
 ) {
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(30), call)
@@ -322,7 +326,8 @@ async fn a_bad_url_is_a_configuration_error_naming_store_url() {
         "p:".into(),
         Duration::from_secs(1),
     );
-    let error = match RedisStore::connect(&bad, false).await {
+    let error = match RedisStore::connect(&bad, &StoreSettings::new(bad.timeout.get(), false)).await
+    {
         Ok(_) => panic!("an http URL was accepted"),
         Err(error) => error.to_string(),
     };
@@ -448,4 +453,18 @@ async fn credentials_come_from_the_url() {
     store.ping().await.expect("PING as ada");
     let wrong = connect(url("ada:wrong"), unique_prefix(), timeout).await;
     assert!(wrong.ping().await.is_err(), "a wrong password was accepted");
+}
+
+#[tokio::test]
+async fn conformance_an_expired_record_read_is_deleted() {
+    let store = connect(redis_url(), unique_prefix(), Duration::from_secs(2)).await;
+    conformance::an_expired_record_read_is_deleted(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_two_stores_lose_no_concurrent_update() {
+    let prefix = unique_prefix();
+    let first = connect(redis_url(), prefix.clone(), Duration::from_secs(2)).await;
+    let second = connect(redis_url(), prefix, Duration::from_secs(2)).await;
+    conformance::two_stores_lose_no_concurrent_update(Arc::new(first), Arc::new(second)).await;
 }

@@ -5,12 +5,13 @@
 //! `SESSIONGATE_TEST_REDIS_CLUSTER`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use sessiongate::config::ConfigDuration;
-use sessiongate::store::redis::{RedisConfig, RedisStore};
-use sessiongate::store::{Instrumented, SessionId, SessionStore};
+use sessiongate::config::RedisConfig;
+use sessiongate::store::StoreSettings;
+use sessiongate::store::redis::RedisStore;
+use sessiongate::store::{SessionId, SessionStore};
 
 use crate::conformance;
 
@@ -43,14 +44,14 @@ async fn connect(prefix: String) -> RedisStore {
         timeout: ConfigDuration::secs(2),
         ..RedisConfig::default()
     };
-    RedisStore::connect(&config, false)
+    RedisStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
         .await
         .expect("a valid Redis Cluster configuration")
 }
 
 async fn make_store() -> Arc<dyn SessionStore> {
     let store = connect(unique_prefix()).await;
-    Arc::new(Instrumented::new(Arc::new(store), Duration::from_secs(2)))
+    Arc::new(store)
 }
 
 conformance::suite!();
@@ -83,4 +84,17 @@ async fn sessions_land_on_every_master() {
         total += keys.len();
     }
     assert_eq!(total, 30);
+}
+
+#[tokio::test]
+async fn conformance_an_expired_record_read_is_deleted() {
+    let store = connect(unique_prefix()).await;
+    conformance::an_expired_record_read_is_deleted(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_two_stores_lose_no_concurrent_update() {
+    let prefix = unique_prefix();
+    let (first, second) = (connect(prefix.clone()).await, connect(prefix).await);
+    conformance::two_stores_lose_no_concurrent_update(Arc::new(first), Arc::new(second)).await;
 }

@@ -59,6 +59,10 @@ impl PrivateRedis {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a start-up wait in synchronous test set-up, before any request"
+            )]
             std::thread::sleep(Duration::from_millis(20));
         }
     }
