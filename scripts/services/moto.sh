@@ -15,6 +15,9 @@
 #
 # Sourced, so: no `set -e`, no `exit`; functions return non-zero on failure.
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 # True when something answers HTTP at URL (any status counts).
 _moto_answers() {
     local url=$1
@@ -31,41 +34,33 @@ PY
     fi
 }
 
-# Prints a TCP port that is free on 127.0.0.1 right now.
-_moto_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # Creates the venv and installs moto into it, unless that is already done.
 _moto_install() {
     local venv=$1
     if [ ! -x "$venv/bin/python" ]; then
-        echo "moto: creating a virtualenv in $venv" >&2
+        say moto "creating a virtualenv in $venv"
         python3 -m venv "$venv" || return 1
     fi
     if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
         return 0
     fi
-    echo "moto: installing moto[dynamodb,server] into $venv" >&2
+    say moto "installing moto[dynamodb,server] into $venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[dynamodb,server]' >&2
 }
 
 # Waits up to 30 s for moto (pid PID) to answer at URL.
 _moto_wait() {
-    local pid=$1 url=$2 log=$3 tries=0
-    until _moto_answers "$url"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "moto: the server exited; last lines of $log:" >&2
+    local pid=$1 url=$2 log=$3 status=0
+    wait_until --pid "$pid" 150 0.2 _moto_answers "$url" || status=$?
+    case "$status" in
+        0) return 0 ;;
+        2)
+            say moto "the server exited; last lines of $log:"
             tail -n 20 "$log" >&2
-            return 1
-        fi
-        tries=$((tries + 1))
-        if [ "$tries" -ge 150 ]; then
-            echo "moto: no answer at $url after 30 s (see $log)" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
+            ;;
+        *) say moto "no answer at $url after 30 s (see $log)" ;;
+    esac
+    return 1
 }
 
 # Reuses the moto this script started earlier, if it still runs and answers.
@@ -81,30 +76,32 @@ _moto_reuse() {
 
 ensure_moto() {
     if [ -n "${SESSIONGATE_TEST_DYNAMODB_ENDPOINT:-}" ] && _moto_answers "$SESSIONGATE_TEST_DYNAMODB_ENDPOINT"; then
-        echo "moto: using $SESSIONGATE_TEST_DYNAMODB_ENDPOINT" >&2
+        say moto "using $SESSIONGATE_TEST_DYNAMODB_ENDPOINT"
         return 0
     fi
     if [ -z "${SERVICES_DIR:-}" ]; then
-        echo "moto: SERVICES_DIR is not set" >&2
+        say moto "SERVICES_DIR is not set"
         return 1
     fi
     mkdir -p "$SERVICES_DIR" || return 1
     local dir
     dir=$(cd "$SERVICES_DIR" && pwd) || return 1
     if _moto_reuse "$dir"; then
-        echo "moto: reusing $SESSIONGATE_TEST_DYNAMODB_ENDPOINT (pid $(cat "$dir/moto.pid"))" >&2
+        say moto "reusing $SESSIONGATE_TEST_DYNAMODB_ENDPOINT (pid $(cat "$dir/moto.pid"))"
         return 0
     fi
-    _moto_install "$dir/venv" || { echo "moto: installation failed" >&2; return 1; }
+    _moto_install "$dir/venv" || { say moto "installation failed"; return 1; }
     local port pid log="$dir/moto.log"
-    port=$(_moto_free_port) || return 1
+    # Below the kernel's ephemeral ports (32768-60999), which outgoing
+    # connections take.
+    port=$(free_port --range 20000 29999) || return 1
     nohup "$dir/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$dir/moto.pid"
     echo "$port" >"$dir/moto.port"
     _moto_wait "$pid" "http://127.0.0.1:$port/" "$log" || return 1
     export SESSIONGATE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
-    echo "moto: started $SESSIONGATE_TEST_DYNAMODB_ENDPOINT (pid $pid, log $log)" >&2
+    say moto "started $SESSIONGATE_TEST_DYNAMODB_ENDPOINT (pid $pid, log $log)"
 }
 
 # Stops the moto that ensure_moto started (by its recorded pid only).

@@ -21,6 +21,13 @@
 # Functions return non-zero with a message on stderr; they never exit the
 # shell that sourced them.
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+_mysql_say() {
+    say mysql.sh "$@"
+}
+
 # The client, whichever name this distribution gives it.
 _mysql_client() {
     command -v mariadb || command -v mysql
@@ -54,34 +61,20 @@ _mysql_apt_install() {
     local sudo=()
     if [ "$(id -u)" != 0 ]; then
         command -v sudo >/dev/null || {
-            echo "mysql.sh: need root or sudo to install $*" >&2
+            _mysql_say "need root or sudo to install $*"
             return 1
         }
         sudo=(sudo -n)
     fi
-    echo "mysql.sh: installing $* with apt-get" >&2
+    _mysql_say "installing $* with apt-get"
     "${sudo[@]}" apt-get update -qq >&2 &&
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >&2
-}
-
-# A TCP port on 127.0.0.1 nothing listens on (a bash /dev/tcp probe).
-_mysql_free_port() {
-    local port tries
-    for tries in $(seq 1 200); do
-        port=$((33060 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "mysql.sh: no free port found" >&2
-    return 1
 }
 
 _mysql_export_url() {
     _mysql_sql "$1" 'CREATE DATABASE IF NOT EXISTS test' || return 1
     export SESSIONGATE_TEST_MYSQL_URL="mysql://root@127.0.0.1:$1/test"
-    echo "mysql.sh: using $SESSIONGATE_TEST_MYSQL_URL" >&2
+    _mysql_say "using $SESSIONGATE_TEST_MYSQL_URL"
 }
 
 # Creates the private data directory once.
@@ -93,7 +86,7 @@ _mysql_install_datadir() {
         "$install_db" --no-defaults --user="$(id -un)" --datadir="$dir/data" \
             --auth-root-authentication-method=normal --skip-test-db \
             >"$dir/install.log" 2>&1 || {
-        echo "mysql.sh: $install_db failed; see $dir/install.log" >&2
+        _mysql_say "$install_db failed; see $dir/install.log"
         return 1
     }
 }
@@ -113,13 +106,9 @@ _mysql_start_private() {
 }
 
 _mysql_wait() {
-    local dir=$1 port=$2 i
-    for i in $(seq 1 120); do
-        _mysql_answers "$port" && return 0
-        kill -0 "$(cat "$dir/server.pid")" 2>/dev/null || break
-        sleep 0.5
-    done
-    echo "mysql.sh: private MariaDB did not start; see $dir/error.log" >&2
+    local dir=$1 port=$2
+    wait_until --pid "$(cat "$dir/server.pid")" 120 0.5 _mysql_answers "$port" && return 0
+    _mysql_say "private MariaDB did not start; see $dir/error.log"
     return 1
 }
 
@@ -133,7 +122,7 @@ ensure_mysql() {
         return
     fi
     [ -n "${SERVICES_DIR:-}" ] || {
-        echo "mysql.sh: nothing answers on 127.0.0.1:$probe and SERVICES_DIR is not set" >&2
+        _mysql_say "nothing answers on 127.0.0.1:$probe and SERVICES_DIR is not set"
         return 1
     }
     dir=$(mkdir -p "$SERVICES_DIR/mysql" && cd "$SERVICES_DIR/mysql" && pwd) || return 1
@@ -145,7 +134,7 @@ ensure_mysql() {
         _mysql_apt_install mariadb-server || return 1
     fi
     _mysql_install_datadir "$dir" || return 1
-    port=$(_mysql_free_port) || return 1
+    port=$(free_port --range 33060 53059) || return 1
     _mysql_start_private "$dir" "$port"
     _mysql_wait "$dir" "$port" || return 1
     _mysql_export_url "$port"
@@ -157,12 +146,9 @@ stop_mysql() {
     local dir=${SERVICES_DIR:-}/mysql pid
     [ -n "${SERVICES_DIR:-}" ] && [ -f "$dir/server.pid" ] || return 0
     pid=$(cat "$dir/server.pid")
-    if kill -0 "$pid" 2>/dev/null; then
+    if ! exited "$pid"; then
         kill "$pid"
-        for _ in $(seq 1 60); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
+        wait_until 60 0.5 exited "$pid" || true
     fi
     rm -f "$dir/server.pid" "$dir/port"
 }

@@ -13,9 +13,12 @@
 # 127.0.0.1:6379 is used as it is: it may be shared, so it is never stopped,
 # flushed or reconfigured (tests use their own key prefixes).
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 # Prints a message on stderr.
 _redis_say() {
-    echo "redis.sh: $*" >&2
+    say redis.sh "$@"
 }
 
 # Installs redis-server and redis-cli when missing.
@@ -38,38 +41,16 @@ _redis_answers() {
     [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = "PONG" ]
 }
 
-# Succeeds when something listens on 127.0.0.1:$1.
-_redis_port_busy() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # Prints a free port in 20000-29999 whose cluster bus port (+10000) is free
 # too and that is not among the arguments.
 _redis_free_port() {
-    local port taken tries other
-    for tries in $(seq 1 200); do
-        port=$((20000 + RANDOM % 10000))
-        taken=0
-        for other in "$@"; do
-            [ "$other" = "$port" ] && taken=1
-        done
-        if [ "$taken" = 0 ] && ! _redis_port_busy "$port" && ! _redis_port_busy $((port + 10000)); then
-            echo "$port"
-            return 0
-        fi
-    done
-    _redis_say "no free port found after $tries tries"
-    return 1
+    free_port --range 20000 29999 --plus 10000 "$@"
 }
 
 # Waits up to 10 s for a Redis on port $1.
 _redis_wait() {
-    local i
-    for i in $(seq 1 100); do
-        _redis_answers "$1" && return 0
-        sleep 0.1
-    done
-    _redis_say "no Redis answered on port $1 (i=$i)"
+    wait_until 100 0.1 _redis_answers "$1" && return 0
+    _redis_say "no Redis answered on port $1"
     return 1
 }
 
@@ -130,11 +111,7 @@ _redis_cluster_ok() {
 
 # Waits up to 30 s for a healthy cluster on the ports given.
 _redis_cluster_wait() {
-    local i
-    for i in $(seq 1 300); do
-        _redis_cluster_ok "$@" && return 0
-        sleep 0.1
-    done
+    wait_until 300 0.1 _redis_cluster_ok "$@" && return 0
     _redis_say "the cluster on ports $* did not reach cluster_state:ok"
     return 1
 }
