@@ -13,9 +13,12 @@
 #   wait_until [--pid PID] TRIES PAUSE COMMAND [ARG...]
 #                              runs COMMAND until it succeeds
 #   exited PID                 the process PID is gone
+#   started_service NAME       notes that this shell started service NAME
+#   stop_started_services      calls stop_NAME for each, newest first
 #
 # Sourced, so: no `set -e`, no `exit` (but in `die`); functions return
-# non-zero on failure. Sourcing it twice is harmless.
+# non-zero on failure. Sourcing it twice is harmless: the second time keeps
+# what the first one recorded.
 
 [ -n "${_SESSIONGATE_LIB_SH:-}" ] && return 0
 _SESSIONGATE_LIB_SH=1
@@ -96,4 +99,29 @@ wait_until() {
         [ "$i" -lt "$tries" ] && sleep "$pause"
     done
     return 1
+}
+
+# The services this shell started, in order (see started_service).
+STARTED_SERVICES=()
+
+# Notes that this shell started service NAME, stopped by `stop_NAME` (the
+# scripts under scripts/services/ call it right after starting a server, so
+# a start that fails half-way is cleaned up too). A service that was already
+# running, and was only reused, is never noted.
+started_service() {
+    local name
+    for name in "${STARTED_SERVICES[@]}"; do
+        [ "$name" = "$1" ] && return 0
+    done
+    STARTED_SERVICES+=("$1")
+}
+
+# Stops every service this shell started, newest first, and forgets them;
+# a failing stop does not keep the others running.
+stop_started_services() {
+    local i
+    for ((i = ${#STARTED_SERVICES[@]} - 1; i >= 0; i--)); do
+        "stop_${STARTED_SERVICES[i]}" || say lib.sh "stop_${STARTED_SERVICES[i]} failed"
+    done
+    STARTED_SERVICES=()
 }

@@ -5,13 +5,14 @@
 #
 #   SERVICES_DIR=.test-services source scripts/services/moto.sh
 #   ensure_moto && cargo test --test it store_dynamodb
-#   stop_moto   # optional: stops the server this script started
+#   stop_moto   # stops the server this script started (the test script
+#               # does when it exits, if this run started it)
 #
 # An endpoint already given in SESSIONGATE_TEST_DYNAMODB_ENDPOINT is used as
 # is when it answers (a DynamoDB Local container, say). Otherwise moto is
 # installed into $SERVICES_DIR/venv (once) and started on a free port on
 # 127.0.0.1; its pid and port are kept in $SERVICES_DIR so a second run reuses
-# the same server. The log is $SERVICES_DIR/moto.log.
+# the same server while it runs. The log is $SERVICES_DIR/moto.log.
 #
 # Sourced, so: no `set -e`, no `exit`; functions return non-zero on failure.
 
@@ -99,6 +100,7 @@ ensure_moto() {
     pid=$!
     echo "$pid" >"$dir/moto.pid"
     echo "$port" >"$dir/moto.port"
+    started_service moto
     _moto_wait "$pid" "http://127.0.0.1:$port/" "$log" || return 1
     export SESSIONGATE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
     say moto "started $SESSIONGATE_TEST_DYNAMODB_ENDPOINT (pid $pid, log $log)"
@@ -106,8 +108,12 @@ ensure_moto() {
 
 # Stops the moto that ensure_moto started (by its recorded pid only).
 stop_moto() {
-    local dir=${SERVICES_DIR:-}
+    local dir=${SERVICES_DIR:-} pid
     [ -n "$dir" ] && [ -f "$dir/moto.pid" ] || return 0
-    kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
+    pid=$(cat "$dir/moto.pid")
+    if kill "$pid" 2>/dev/null; then
+        wait_until 50 0.1 exited "$pid" || true
+        say moto "stopped the server (pid $pid)"
+    fi
     rm -f "$dir/moto.pid" "$dir/moto.port"
 }

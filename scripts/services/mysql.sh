@@ -4,6 +4,7 @@
 #
 #   ensure_mysql   makes a MariaDB answer and exports SESSIONGATE_TEST_MYSQL_URL
 #   stop_mysql     stops the private MariaDB that ensure_mysql started, if any
+#                  (the test script does when it exits, if this run started it)
 #
 # ensure_mysql first asks 127.0.0.1:${MYSQL_PROBE_PORT:-3306} for root with no
 # password. When that answers it is used as it is (only database `test` is
@@ -136,6 +137,7 @@ ensure_mysql() {
     _mysql_install_datadir "$dir" || return 1
     port=$(free_port --range 33060 53059) || return 1
     _mysql_start_private "$dir" "$port"
+    started_service mysql
     _mysql_wait "$dir" "$port" || return 1
     _mysql_export_url "$port"
 }
@@ -148,7 +150,11 @@ stop_mysql() {
     pid=$(cat "$dir/server.pid")
     if ! exited "$pid"; then
         kill "$pid"
-        wait_until 60 0.5 exited "$pid" || true
+        if wait_until 60 0.5 exited "$pid"; then
+            _mysql_say "stopped the private MariaDB (pid $pid)"
+        else
+            _mysql_say "the private MariaDB (pid $pid) still runs 30 s after SIGTERM"
+        fi
     fi
     rm -f "$dir/server.pid" "$dir/port"
 }

@@ -7,11 +7,15 @@
 #                         SESSIONGATE_TEST_REDIS_URL
 #   ensure_redis_cluster  a 3-master Redis Cluster on local ports; exports
 #                         SESSIONGATE_TEST_REDIS_CLUSTER (comma-separated seeds)
+#   stop_redis            stops the Redis that ensure_redis started, if any
+#   stop_redis_cluster    stops the cluster that ensure_redis_cluster started
 #
-# Servers started here are daemonized, keep nothing on disk (--save ""
-# --appendonly no) and are reused by later runs. A Redis already serving
-# 127.0.0.1:6379 is used as it is: it may be shared, so it is never stopped,
-# flushed or reconfigured (tests use their own key prefixes).
+# Servers started here are daemonized and keep nothing on disk (--save ""
+# --appendonly no); their ports are kept under $SERVICES_DIR, so while they
+# run a later call reuses them (the test script stops what it started when it
+# exits). A Redis already serving 127.0.0.1:6379 is used as it is: it may be
+# shared, so it is never stopped, flushed or reconfigured (tests use their own
+# key prefixes).
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -55,7 +59,8 @@ _redis_wait() {
 }
 
 # Starts a daemonized, non-persistent redis-server on port $1 with its files
-# in directory $2; further arguments go to redis-server.
+# in directory $2, where it also records the port (`port`) for the stop
+# functions; further arguments go to redis-server.
 _redis_start() {
     local port="$1" dir="$2"
     shift 2
@@ -64,6 +69,7 @@ _redis_start() {
         --save "" --appendonly no --dir "$dir" \
         --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" "$@" >/dev/null ||
         { _redis_say "redis-server failed to start on port $port (see $dir/redis.log)"; return 1; }
+    echo "$port" >"$dir/port"
     _redis_wait "$port"
 }
 
@@ -71,6 +77,17 @@ _redis_start() {
 _redis_stop() {
     [ "$1" = "6379" ] && return 0
     redis-cli -h 127.0.0.1 -p "$1" shutdown nosave >/dev/null 2>&1 || true
+}
+
+# Stops the Redis whose port file is $1 (written by _redis_start) and removes
+# the file.
+_redis_stop_recorded() {
+    [ -f "$1" ] || return 0
+    local port
+    port="$(cat "$1")"
+    _redis_stop "$port"
+    rm -f "$1"
+    _redis_say "stopped redis-server on 127.0.0.1:$port"
 }
 
 ensure_redis() {
@@ -89,12 +106,21 @@ ensure_redis() {
     if [ -f "$dir/port" ] && _redis_answers "$(cat "$dir/port")"; then
         port="$(cat "$dir/port")"
     else
+        rm -f "$dir/port"
         port="$(_redis_free_port)" || return 1
+        started_service redis
         _redis_start "$port" "$dir" || return 1
-        echo "$port" >"$dir/port"
         _redis_say "started redis-server on 127.0.0.1:$port"
     fi
     export SESSIONGATE_TEST_REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# Stops only the private Redis that ensure_redis started (by its recorded
+# port); a Redis on 6379 or named by SESSIONGATE_TEST_REDIS_URL was never
+# recorded, so it is never touched.
+stop_redis() {
+    [ -n "${SERVICES_DIR:-}" ] || return 0
+    _redis_stop_recorded "$SERVICES_DIR/redis/port"
 }
 
 # Succeeds when every port in the arguments answers and reports a healthy
@@ -147,10 +173,23 @@ ensure_redis_cluster() {
             _redis_stop "$port"
         done
         rm -f "$dir/ports"
+        started_service redis_cluster
         read -r -a ports <<<"$(_redis_cluster_create "$dir")"
         [ "${#ports[@]}" -eq 3 ] || return 1
         echo "${ports[*]}" >"$dir/ports"
         _redis_say "started a Redis Cluster on 127.0.0.1 ports ${ports[*]}"
     fi
     export SESSIONGATE_TEST_REDIS_CLUSTER="redis://127.0.0.1:${ports[0]},redis://127.0.0.1:${ports[1]},redis://127.0.0.1:${ports[2]}"
+}
+
+# Stops the nodes of the cluster that ensure_redis_cluster started (by the
+# ports recorded in node-*/port, so a cluster whose creation failed half-way
+# goes too).
+stop_redis_cluster() {
+    [ -n "${SERVICES_DIR:-}" ] || return 0
+    local file
+    for file in "$SERVICES_DIR"/redis-cluster/node-*/port; do
+        _redis_stop_recorded "$file"
+    done
+    rm -f "$SERVICES_DIR/redis-cluster/ports"
 }
