@@ -74,7 +74,7 @@ cleanup() {
 trap cleanup EXIT
 
 install -d -m 0755 "$ROOT/usr/local/bin" "$ROOT/etc/sessiongate/certs"
-install -m 0755 target/release/sessiongate "$ROOT/usr/local/bin/sessiongate"
+install -m 0755 "${CARGO_TARGET_DIR:-target}/release/sessiongate" "$ROOT/usr/local/bin/sessiongate"
 install -m 0644 deploy/docker/gateway.yaml "$ROOT/etc/sessiongate/gateway.yaml"
 BIN="$ROOT/usr/local/bin/sessiongate"
 CONFIG_FILE="$ROOT/etc/sessiongate/gateway.yaml"
