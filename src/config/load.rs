@@ -113,13 +113,22 @@ impl Config {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::config(
                 "upstream.url",
-                format!("`{url}` must start with http:// or https://"),
+                "must start with http:// or https://",
             ));
         }
-        url.parse::<http::Uri>()
+        let uri = url
+            .parse::<http::Uri>()
             .ok()
-            .and_then(|uri| uri.host().map(|_| ()))
-            .ok_or_else(|| Error::config("upstream.url", format!("`{url}` is not a valid URL")))?;
+            .filter(|uri| uri.host().is_some())
+            .ok_or_else(|| Error::config("upstream.url", "is not a valid URL"))?;
+        // Userinfo would be logged at start and could reach the backend as
+        // `Host`; it is never needed to reach an upstream.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(Error::config(
+                "upstream.url",
+                "must not contain credentials (user:password@): authenticate the upstream another way",
+            ));
+        }
         if self.admin.listen == self.listen {
             return Err(Error::config(
                 "admin.listen",
@@ -187,6 +196,23 @@ impl Config {
             return Err(Error::config(
                 "upstream.max_connections",
                 "must be at least 1",
+            ));
+        }
+        for (key, duration) in [
+            ("limits.idle_timeout", self.limits.idle_timeout),
+            (
+                "limits.tunnel_idle_timeout",
+                self.limits.tunnel_idle_timeout,
+            ),
+        ] {
+            if duration.get().is_zero() {
+                return Err(Error::config(key, "must be longer than 0s"));
+            }
+        }
+        if self.session.max_bytes < 2 {
+            return Err(Error::config(
+                "session.max_bytes",
+                "must be at least 2 (the empty session `{}`)",
             ));
         }
         if self.limits.max_connections == 0 {

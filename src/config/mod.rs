@@ -125,7 +125,7 @@ impl Default for UpstreamConfig {
 }
 
 /// `session`: how sessions live and how their cookie looks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// The current secret (`SESSION_SECRET` wins).
@@ -144,8 +144,29 @@ pub struct SessionConfig {
     pub save_uninitialized: bool,
     /// Leave expired records found on read to the backend's own clean-up.
     pub keep_expired: bool,
+    /// Largest session JSON, in bytes: an update past it gets 502 and
+    /// leaves the session as it was.
+    pub max_bytes: usize,
     /// The session cookie's name and attributes.
     pub cookie: CookieConfig,
+}
+
+/// Secrets never reach a log line, even through `{:?}`.
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("previous_secrets", &self.previous_secrets.len())
+            .field("ttl", &self.ttl)
+            .field("absolute_ttl", &self.absolute_ttl)
+            .field("touch_interval", &self.touch_interval)
+            .field("rolling", &self.rolling)
+            .field("save_uninitialized", &self.save_uninitialized)
+            .field("keep_expired", &self.keep_expired)
+            .field("max_bytes", &self.max_bytes)
+            .field("cookie", &self.cookie)
+            .finish()
+    }
 }
 
 impl Default for SessionConfig {
@@ -159,6 +180,7 @@ impl Default for SessionConfig {
             rolling: false,
             save_uninitialized: false,
             keep_expired: false,
+            max_bytes: 16_384,
             cookie: CookieConfig::default(),
         }
     }
@@ -273,6 +295,12 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// How long requests in flight may finish at shutdown.
     pub drain_timeout: ConfigDuration,
+    /// An HTTP/2 connection without open streams, or a body that makes no
+    /// progress in either direction, is closed after this long.
+    pub idle_timeout: ConfigDuration,
+    /// A WebSocket tunnel with no traffic either way is closed after this
+    /// long.
+    pub tunnel_idle_timeout: ConfigDuration,
 }
 
 impl Default for LimitsConfig {
@@ -282,6 +310,8 @@ impl Default for LimitsConfig {
             header_read_timeout: ConfigDuration::secs(10),
             max_connections: 10_000,
             drain_timeout: ConfigDuration::secs(30),
+            idle_timeout: ConfigDuration::secs(60),
+            tunnel_idle_timeout: ConfigDuration::secs(3600),
         }
     }
 }
@@ -331,6 +361,22 @@ fn deserialize_networks<'de, D: Deserializer<'de>>(
                 })
         })
         .collect()
+}
+
+/// A URL as it may be shown: a password in it replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

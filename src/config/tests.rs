@@ -114,3 +114,32 @@ fn trusted_proxies_take_cidrs_and_addresses() {
     assert_eq!(config.trusted_proxies.len(), 3);
     assert!(config.trusted_proxies[1].contains(&"192.168.1.7".parse::<IpAddr>().unwrap()));
 }
+
+#[test]
+fn urls_are_shown_without_their_password() {
+    assert_eq!(
+        redact_url("redis://user:hunter2@cache:6379/0"),
+        "redis://user:***@cache:6379/0"
+    );
+    assert_eq!(
+        redact_url("mysql://root@db/test"),
+        "mysql://root:***@db/test"
+    );
+    assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+    let config = parse(
+        "session:\n  secret: a-very-secret-value-that-is-long-enough\nstore:\n  type: redis\n  url: redis://u:hunter2@h:6379\n",
+    )
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("a-very-secret-value"), "{shown}");
+}
+
+#[test]
+fn credentials_in_the_upstream_url_are_refused_without_echoing_them() {
+    let error = parse("upstream:\n  url: http://admin:hunter2@app:3000\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("upstream.url:"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}

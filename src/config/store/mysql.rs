@@ -8,7 +8,7 @@ use crate::config::ConfigDuration;
 use crate::error::Error;
 
 /// `store: {type: mysql}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MysqlConfig {
     /// `mysql://user:pass@host:3306/db` (or `mariadb://`).
@@ -21,6 +21,19 @@ pub struct MysqlConfig {
     pub cleanup_interval: ConfigDuration,
     /// Bound on each operation, and on getting a connection.
     pub timeout: ConfigDuration,
+}
+
+/// The URL's password never reaches a log line, even through `{:?}`.
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlConfig")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("table", &self.table)
+            .field("create_table", &self.create_table)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for MysqlConfig {

@@ -7,7 +7,7 @@ use crate::config::ConfigDuration;
 use crate::error::Error;
 
 /// `store: {type: redis}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// One server: `redis://` or `rediss://`.
@@ -20,6 +20,20 @@ pub struct RedisConfig {
     pub cluster: bool,
     /// Bound on each operation, retries included.
     pub timeout: ConfigDuration,
+}
+
+/// Passwords in the URLs never reach a log line, even through `{:?}`.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |url: &String| crate::config::redact_url(url);
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_ref().map(redact))
+            .field("urls", &self.urls.iter().map(redact).collect::<Vec<_>>())
+            .field("prefix", &self.prefix)
+            .field("cluster", &self.cluster)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
