@@ -8,7 +8,10 @@
 //! * `update=<JSON>`: sent back as `X-Session-Update` (URL-encode it);
 //! * `regenerate=1`, `destroy=1`: sent back as `X-Session-Regenerate` /
 //!   `X-Session-Destroy`;
-//! * `set_cookie=<name=value>`: the backend sets a cookie of its own.
+//! * `set_cookie=<name=value>`: the backend sets a cookie of its own;
+//! * `cache_control=<directives>`: sent back as `Cache-Control`.
+//!
+//! Each may come several times: every one is sent, in order.
 //!
 //! A few paths help tests: `/upload` streams the request body through
 //! SHA-256 and answers its length and digest; `/download?bytes=N` streams N
@@ -71,13 +74,17 @@ async fn answer(request: Request<Incoming>) -> Response<ProxyBody> {
         }
     };
     let headers = response.headers_mut();
-    for (param_name, header) in [
-        ("update", "x-session-update"),
-        ("regenerate", "x-session-regenerate"),
-        ("destroy", "x-session-destroy"),
-        ("set_cookie", "set-cookie"),
-    ] {
-        if let Some(value) = param(param_name).and_then(|v| HeaderValue::from_str(v).ok()) {
+    // Every occurrence, in order: `update` may come several times.
+    for (name, value) in &query {
+        let header = match name.as_str() {
+            "update" => "x-session-update",
+            "regenerate" => "x-session-regenerate",
+            "destroy" => "x-session-destroy",
+            "set_cookie" => "set-cookie",
+            "cache_control" => "cache-control",
+            _ => continue,
+        };
+        if let Ok(value) = HeaderValue::from_str(value) {
             headers.append(header, value);
         }
     }

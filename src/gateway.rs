@@ -107,7 +107,7 @@ impl Gateway {
         let mut outgoing =
             forward::upstream_request(request, &self.upstream, connection, client, upgrading)?;
         self.engine
-            .prepare_upstream(session, outgoing.headers_mut());
+            .prepare_upstream(session, outgoing.headers_mut())?;
         Ok(outgoing)
     }
 

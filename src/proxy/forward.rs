@@ -30,6 +30,9 @@ pub struct Connection {
 impl Connection {
     /// A connection from `peer`, over TLS or not.
     pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        // On a dual-stack listener an IPv4 peer is `::ffff:a.b.c.d`: the
+        // plain IPv4 form is what trusted_proxies and X-Forwarded-For use.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let peer_ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(peer.ip().to_string()))
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self { peer, tls, peer_ip }
@@ -72,9 +75,18 @@ pub fn upstream_request(
     upgrading: bool,
 ) -> Result<Request<ProxyBody>> {
     let (mut parts, body) = request.into_parts();
+    if has_dot_segment(parts.uri.path()) {
+        return Err(Error::bad_request(
+            "the path has `.` or `..` segments, which could step outside the upstream's base path",
+        ));
+    }
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
     parts.uri = upstream.target(&parts.uri).map_err(Error::bad_request)?;
     headers::remove_hop_by_hop(&mut parts.headers, upgrading);
+    headers::remove_underscored(&mut parts.headers);
+    if !client.trusted {
+        headers::remove_untrusted_forwarding(&mut parts.headers);
+    }
     // An HTTP/2 request has no Host header: HTTP/1.1 upstreams need one.
     if !parts.headers.contains_key(HOST) {
         let host = authority
@@ -92,4 +104,43 @@ pub fn upstream_request(
     headers::set_forwarded(&mut parts.headers, &forwarded, authority.as_deref());
     parts.version = Version::HTTP_11;
     Ok(Request::from_parts(parts, body.boxed()))
+}
+
+/// A path segment that is `.` or `..`, plainly or percent-encoded
+/// (`%2e`): refused rather than normalised, because the backend may resolve
+/// it differently from us and reach outside `upstream.url`'s base path.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_in_every_spelling() {
+        for path in [
+            "/app/../admin",
+            "/app/%2e%2e/admin",
+            "/a/%2E./b",
+            "/./x",
+            "/..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in ["/", "/a.b/c", "/...", "/a/..b", "/%2e%2e%2e"] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_are_canonical() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.7]:4000".parse().unwrap();
+        let connection = Connection::new(mapped, false);
+        assert_eq!(connection.peer.to_string(), "10.0.0.7:4000");
+        assert_eq!(connection.peer_ip, "10.0.0.7");
+    }
 }

@@ -1,13 +1,14 @@
 //! Header rewriting for forwarding: hop-by-hop removal and `X-Forwarded-*`.
 
 use http::header::{
-    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
 };
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every
 /// header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Transfer-Encoding` and
@@ -105,6 +106,31 @@ pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>, authori
             None => headers.remove(&X_FORWARDED_HOST),
         };
     }
+}
+
+/// Removes request headers whose names contain `_`, as nginx does by
+/// default: a backend that folds `_` into `-` (PHP, CGI, older Ruby
+/// servers) would read `X_Forwarded_For` or `Transfer_Encoding` as the
+/// real thing, beside ours.
+pub fn remove_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Removes the forwarding headers the gateway does not rewrite itself,
+/// `Forwarded` and `X-Real-IP`, for a peer that is not a trusted proxy.
+pub fn remove_untrusted_forwarding(headers: &mut HeaderMap) {
+    headers.remove(FORWARDED);
+    headers.remove(&X_REAL_IP);
 }
 
 /// The scheme a trusted proxy says the client used.

@@ -6,10 +6,18 @@ use http::{HeaderMap, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-/// The client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
+/// The client asks to switch to WebSocket (`Connection: upgrade` +
+/// `Upgrade: websocket`). Other protocols (`h2c` and the like) are served as
+/// plain requests without the upgrade: after a `101` raw bytes would pass
+/// every header check by.
 pub fn requested(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(UPGRADE)
+        && headers
+            .get_all(UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
         && headers
             .get_all(CONNECTION)
             .iter()

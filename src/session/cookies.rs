@@ -13,57 +13,72 @@ use crate::config::CookieConfig;
 /// attributes a `Set-Cookie` stays under 4,096 bytes.
 pub const CHUNK_LEN: usize = 3_800;
 
+/// At most this many chunk names are remembered from one request: the
+/// configuration allows at most 50 chunks, and a client that sends more
+/// names gets no more `Set-Cookie` lines back for them.
+const MAX_CHUNKS_SEEN: usize = 50;
+
 /// The session cookie as the client sent it.
 #[derive(Debug, Default, PartialEq)]
 pub struct IncomingCookie {
     /// The value, with chunks joined in order; `None` when the main cookie is
-    /// absent.
+    /// absent (or is not ASCII, which no cookie of ours is).
     pub value: Option<String>,
-    /// The highest chunk number the client holds (0 for just `sid`), so that
-    /// chunks no longer needed can be expired.
-    pub last_chunk: usize,
+    /// The chunk numbers the client sent (0 for the main cookie), sorted,
+    /// so that exactly those no longer needed can be expired.
+    pub chunks: Vec<usize>,
 }
 
 impl IncomingCookie {
     /// The client holds some part of a session cookie.
     pub fn is_present(&self) -> bool {
-        self.value.is_some() || self.last_chunk > 0
+        !self.chunks.is_empty()
     }
 }
 
 /// Which chunk of the session cookie `pair_name` is, if it is one.
-fn chunk_index(pair_name: &str, name: &str) -> Option<usize> {
-    let rest = pair_name.strip_prefix(name)?;
+fn chunk_index(pair_name: &[u8], name: &str) -> Option<usize> {
+    let rest = pair_name.strip_prefix(name.as_bytes())?;
     if rest.is_empty() {
         return Some(0);
     }
-    let number = rest.strip_prefix('.')?;
+    let number = rest.strip_prefix(b".")?;
     if number.is_empty()
         || number.len() > 3
-        || !number.bytes().all(|b| b.is_ascii_digit())
-        || number.starts_with('0')
+        || !number.iter().all(u8::is_ascii_digit)
+        || number.starts_with(b"0")
     {
         return None;
     }
-    number.parse().ok()
+    std::str::from_utf8(number).ok()?.parse().ok()
+}
+
+/// One `name=value` pair of a `Cookie` line, on bytes: a browser may send
+/// other cookies with bytes outside ASCII, and those must neither hide the
+/// session cookie nor be altered.
+fn pair(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    let raw = raw.trim_ascii();
+    let at = raw.iter().position(|b| *b == b'=')?;
+    let (name, value) = (raw[..at].trim_ascii(), raw[at + 1..].trim_ascii());
+    let value = value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(value);
+    Some((name, value))
 }
 
 /// Every `name=value` pair of the request's `Cookie` headers.
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            Some((name.trim(), value.trim().trim_matches('"')))
-        })
+        .flat_map(|line| line.as_bytes().split(|b| *b == b';'))
+        .filter_map(pair)
 }
 
 /// Reads the session cookie named `name`, joining its chunks.
 pub fn read(headers: &HeaderMap, name: &str) -> IncomingCookie {
-    let mut chunks: Vec<(usize, &str)> = pairs(headers)
+    let mut chunks: Vec<(usize, &[u8])> = pairs(headers)
         .filter_map(|(pair_name, value)| chunk_index(pair_name, name).map(|i| (i, value)))
         .collect();
     if chunks.is_empty() {
@@ -71,48 +86,53 @@ pub fn read(headers: &HeaderMap, name: &str) -> IncomingCookie {
     }
     chunks.sort_by_key(|(index, _)| *index);
     chunks.dedup_by_key(|(index, _)| *index);
-    let last_chunk = chunks.last().map(|(index, _)| *index).unwrap_or(0);
+    chunks.truncate(MAX_CHUNKS_SEEN);
     let mut value = String::new();
+    let mut readable = true;
     for (expected, (index, chunk)) in chunks.iter().enumerate() {
         if *index != expected {
             break;
         }
-        value.push_str(chunk);
+        match std::str::from_utf8(chunk) {
+            Ok(text) if text.is_ascii() => value.push_str(text),
+            _ => readable = false,
+        }
     }
-    let value = chunks
-        .first()
-        .is_some_and(|(index, _)| *index == 0)
-        .then_some(value);
-    IncomingCookie { value, last_chunk }
+    let value = (readable && chunks.first().is_some_and(|(index, _)| *index == 0)).then_some(value);
+    IncomingCookie {
+        value,
+        chunks: chunks.into_iter().map(|(index, _)| index).collect(),
+    }
 }
 
 /// Removes the session cookie and all its chunks from the request; the
-/// client's other cookies pass through untouched, joined into one `Cookie`
-/// header as HTTP/1.1 upstreams expect (RFC 9113 §8.2.3).
+/// client's other cookies pass through byte for byte, joined into one
+/// `Cookie` header as HTTP/1.1 upstreams expect (RFC 9113 §8.2.3).
 pub fn strip(headers: &mut HeaderMap, name: &str) {
     if !headers.contains_key(COOKIE) {
         return;
     }
-    let mut kept: Vec<&str> = Vec::new();
-    let mut unreadable: Vec<HeaderValue> = Vec::new();
-    for value in headers.get_all(COOKIE) {
-        match value.to_str() {
-            Ok(line) => kept.extend(line.split(';').map(str::trim).filter(|pair| {
-                let pair_name = pair.split_once('=').map_or(*pair, |(n, _)| n.trim());
-                !pair.is_empty() && chunk_index(pair_name, name).is_none()
-            })),
-            Err(_) => unreadable.push(value.clone()),
+    let mut kept: Vec<u8> = Vec::new();
+    for line in headers.get_all(COOKIE) {
+        for raw in line.as_bytes().split(|b| *b == b';') {
+            let raw = raw.trim_ascii();
+            let ours =
+                pair(raw).is_some_and(|(pair_name, _)| chunk_index(pair_name, name).is_some());
+            if raw.is_empty() || ours {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(raw);
         }
     }
-    let joined = kept.join("; ");
     headers.remove(COOKIE);
-    if !joined.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&joined)
+    // The bytes came from header values, so they make one again.
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_bytes(&kept)
     {
-        headers.append(COOKIE, value);
-    }
-    for value in unreadable {
-        headers.append(COOKIE, value);
+        headers.insert(COOKIE, value);
     }
 }
 
@@ -221,7 +241,7 @@ mod tests {
             read(&map, "sid"),
             IncomingCookie {
                 value: Some("AABBCC".into()),
-                last_chunk: 2
+                chunks: vec![0, 1, 2]
             }
         );
         let gap = headers(&["sid=AA; sid.2=CC"]);
@@ -229,7 +249,7 @@ mod tests {
             read(&gap, "sid"),
             IncomingCookie {
                 value: Some("AA".into()),
-                last_chunk: 2
+                chunks: vec![0, 2]
             }
         );
         let orphan = headers(&["sid.1=BB"]);
@@ -237,13 +257,31 @@ mod tests {
             read(&orphan, "sid"),
             IncomingCookie {
                 value: None,
-                last_chunk: 1
+                chunks: vec![1]
             }
         );
         assert_eq!(
             read(&headers(&["other=1"]), "sid"),
             IncomingCookie::default()
         );
+    }
+
+    #[test]
+    fn non_ascii_bytes_neither_hide_the_session_cookie_nor_get_altered() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"pref=caf\xc3\xa9; sid=AA; theme=d\xe9").unwrap(),
+        );
+        assert_eq!(read(&map, "sid").value.as_deref(), Some("AA"));
+        strip(&mut map, "sid");
+        assert_eq!(map[COOKIE].as_bytes(), b"pref=caf\xc3\xa9; theme=d\xe9");
+    }
+
+    #[test]
+    fn only_chunk_names_sent_are_remembered() {
+        let map = headers(&["sid.999=x"]);
+        assert_eq!(read(&map, "sid").chunks, vec![999]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!    store, and set or clear the cookie, all before the response head goes
 //!    to the client.
 
-use http::header::{HeaderMap, SET_COOKIE};
+use http::header::{CACHE_CONTROL, HeaderMap, HeaderValue, SET_COOKIE};
 use sha2::{Digest, Sha256};
 
 use super::cookies::{self, CookieWriter, IncomingCookie};
@@ -146,11 +146,11 @@ impl Engine {
     }
 
     /// Phase 2: the request as the backend must see it.
-    pub fn prepare_upstream(&self, session: &Session, request: &mut HeaderMap) {
+    pub fn prepare_upstream(&self, session: &Session, request: &mut HeaderMap) -> Result<()> {
         self.headers.strip_forged(request);
         cookies::strip(request, &self.cookie.name);
         self.headers
-            .write(request, &session.public_id(), &session.record.data);
+            .write(request, &session.public_id(), &session.record.data)
     }
 
     /// Phases 3 and 4: applies the backend's instructions and sets the
@@ -160,7 +160,7 @@ impl Engine {
     /// no cookie was set: the caller replaces the response.
     pub async fn commit(
         &self,
-        session: Session,
+        mut session: Session,
         response: &mut HeaderMap,
         https: bool,
     ) -> Result<()> {
@@ -178,25 +178,35 @@ impl Engine {
         }
         let now = now_millis();
         let outcome = decide(Facts {
-            modified: instructions.update.is_some() || instructions.regenerate,
+            modified: !instructions.updates.is_empty() || instructions.regenerate,
             is_new: session.is_new,
             cookie_present: session.incoming.is_present(),
             save_uninitialized: self.save_uninitialized,
             rolling: self.rolling,
             needs_touch: self.needs_touch(&session.record, now),
         });
-        let last_chunk = session.incoming.last_chunk;
+        let sent = std::mem::take(&mut session.incoming.chunks);
         let (id, record) = match outcome {
             Outcome::Nothing => return Ok(()),
             Outcome::Clear => {
-                expire_chunks(response, &writer, &self.cookie.name, 0, last_chunk);
+                expire_chunks(response, &writer, &self.cookie.name, 0, &sent);
                 return Ok(());
             }
             Outcome::Write => self.write(session, instructions, now).await?,
-            Outcome::Touch => self.touch(session, now).await?,
+            Outcome::Touch => match self.touch(session, now).await {
+                Ok(touched) => touched,
+                // The backend has already acted (a POST may not be safe to
+                // repeat): a missed refresh only shortens the session, so
+                // the response stands, without a new cookie.
+                Err(error) => {
+                    tracing::warn!(%error, "could not refresh a session's expiry; the response goes out without a new cookie");
+                    metrics::counter!("sessiongate_session_touch_failures_total").increment(1);
+                    return Ok(());
+                }
+            },
             Outcome::Resend => (session.id, session.record),
         };
-        self.set_cookie(response, &writer, &id, record, last_chunk, now)
+        self.set_cookie(response, &writer, &id, record, &sent, now)
     }
 
     async fn destroy(
@@ -216,7 +226,7 @@ impl Engine {
             writer,
             &self.cookie.name,
             0,
-            session.incoming.last_chunk,
+            &session.incoming.chunks,
         );
         Ok(())
     }
@@ -232,7 +242,7 @@ impl Engine {
             id, record, is_new, ..
         } = session;
         let change = Change {
-            patch: instructions.update,
+            patches: instructions.updates,
             now,
             lifetime: self.lifetime,
             seen: (!is_new).then_some(record.clone()),
@@ -283,7 +293,7 @@ impl Engine {
         writer: &CookieWriter<'_>,
         id: &SessionId,
         record: SessionRecord,
-        last_chunk: usize,
+        sent: &[usize],
         now: UnixMillis,
     ) -> Result<()> {
         let max_age = max_age_secs(&record, now);
@@ -321,7 +331,8 @@ impl Engine {
                 1
             }
         };
-        expire_chunks(response, writer, name, written, last_chunk);
+        expire_chunks(response, writer, name, written, sent);
+        keep_out_of_shared_caches(response);
         Ok(())
     }
 
@@ -344,23 +355,92 @@ fn max_age_secs(record: &SessionRecord, now: UnixMillis) -> u64 {
     record.remaining_millis(now).div_ceil(1000)
 }
 
-/// Expires chunks `from..=last` of the session cookie (`from` 0 is the main
-/// cookie itself).
+/// A response that sets the session cookie must not be stored by a shared
+/// cache, which would hand one user's cookie to others: `Cache-Control`
+/// becomes `private` (dropping `public` and `s-maxage`), unless the backend
+/// already said `private` or `no-store`.
+fn keep_out_of_shared_caches(response: &mut HeaderMap) {
+    let directives: Vec<String> = response
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|directive| directive.trim().to_owned())
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    let name = |directive: &str| {
+        let name = directive.split('=').next().unwrap_or_default();
+        name.trim().to_ascii_lowercase()
+    };
+    if directives
+        .iter()
+        .any(|d| matches!(name(d).as_str(), "private" | "no-store"))
+    {
+        return;
+    }
+    let kept = directives
+        .iter()
+        .filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage"));
+    let value = std::iter::once("private")
+        .chain(kept.map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.insert(CACHE_CONTROL, value);
+    }
+}
+
+/// Expires the chunks of the session cookie that the client sent, from
+/// chunk `from` on (`0` is the main cookie), and no others: a client that
+/// claims `sid.999` gets one expiring `Set-Cookie`, not a thousand.
 fn expire_chunks(
     response: &mut HeaderMap,
     writer: &CookieWriter<'_>,
     name: &str,
     from: usize,
-    last: usize,
+    sent: &[usize],
 ) {
-    let has_main = from == 0;
-    let range = if has_main { 0..=last } else { from..=last };
-    if !has_main && from > last {
-        return;
-    }
-    for index in range {
-        if let Some(header) = writer.expire(&cookies::chunk_name(name, index)) {
+    let mut expired = false;
+    for index in sent.iter().filter(|index| **index >= from) {
+        if let Some(header) = writer.expire(&cookies::chunk_name(name, *index)) {
             response.append(SET_COOKIE, header);
+            expired = true;
         }
+    }
+    if expired {
+        keep_out_of_shared_caches(response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_control_after(backend: Option<&'static str>) -> Option<String> {
+        let mut response = HeaderMap::new();
+        if let Some(value) = backend {
+            response.insert(CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+        keep_out_of_shared_caches(&mut response);
+        response
+            .get(CACHE_CONTROL)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn a_session_cookie_is_kept_out_of_shared_caches() {
+        assert_eq!(cache_control_after(None).as_deref(), Some("private"));
+        assert_eq!(
+            cache_control_after(Some("public, max-age=600, s-maxage=60")).as_deref(),
+            Some("private, max-age=600")
+        );
+        assert_eq!(
+            cache_control_after(Some("no-store")).as_deref(),
+            Some("no-store")
+        );
+        assert_eq!(
+            cache_control_after(Some("Private, max-age=5")).as_deref(),
+            Some("Private, max-age=5")
+        );
     }
 }

@@ -93,11 +93,21 @@ impl SessionHeaders {
     }
 
     /// Writes the session into the request that goes upstream.
-    pub fn write(&self, headers: &mut HeaderMap, public_id: &str, data: &SessionData) {
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the session cannot be a header value (never
+    /// an empty session in its place).
+    pub fn write(
+        &self,
+        headers: &mut HeaderMap,
+        public_id: &str,
+        data: &SessionData,
+    ) -> Result<(), Error> {
         if let Ok(value) = HeaderValue::from_str(public_id) {
             headers.insert(SESSION_ID, value);
         }
-        headers.insert(SESSION_DATA, json_header(data));
+        headers.insert(SESSION_DATA, json_header(data)?);
         for (key, name) in &self.fields {
             let value = match data.get(key) {
                 None => continue,
@@ -108,18 +118,21 @@ impl SessionHeaders {
                         continue;
                     }
                 },
-                Some(other) => json_header(other),
+                Some(other) => json_header(other)?,
             };
             headers.insert(name.clone(), value);
         }
+        Ok(())
     }
 }
 
 /// JSON as an ASCII-only header value: non-ASCII text becomes `\uXXXX`.
-fn json_header(value: &impl Serialize) -> HeaderValue {
+fn json_header(value: &impl Serialize) -> Result<HeaderValue, Error> {
     let ascii = ascii_json(value);
-    // ASCII JSON holds no control characters: serde escapes them.
-    HeaderValue::from_str(&ascii).unwrap_or_else(|_| HeaderValue::from_static("{}"))
+    // ASCII JSON with DEL escaped holds nothing a header refuses; should it
+    // ever, the request fails rather than send the backend a wrong session.
+    HeaderValue::from_str(&ascii)
+        .map_err(|_| Error::internal("the session cannot be written as a header value"))
 }
 
 /// Serializes `value` with every non-ASCII character escaped as `\uXXXX`
@@ -127,12 +140,13 @@ fn json_header(value: &impl Serialize) -> HeaderValue {
 pub fn ascii_json(value: &impl Serialize) -> String {
     // Maps of JSON values always serialize.
     let text = serde_json::to_string(value).unwrap_or_else(|_| String::from("{}"));
-    if text.is_ascii() {
+    // DEL (U+007F) is ASCII and legal in JSON, but not in a header value.
+    if text.bytes().all(|b| b.is_ascii() && b != 0x7f) {
         return text;
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if c.is_ascii() {
+        if c.is_ascii() && c != '\u{7f}' {
             out.push(c);
         } else {
             let mut units = [0u16; 2];
@@ -147,9 +161,10 @@ pub fn ascii_json(value: &impl Serialize) -> String {
 /// What the backend asked for in its response headers.
 #[derive(Debug, Default, PartialEq)]
 pub struct Instructions {
-    /// Every `X-Session-Update` composed into one patch; `None` when there
-    /// was none.
-    pub update: Option<Map<String, Value>>,
+    /// Every `X-Session-Update`, in the order the backend sent them: they
+    /// apply one after the other (merge patches do not compose into one
+    /// without the document they apply to).
+    pub updates: Vec<Map<String, Value>>,
     /// `X-Session-Regenerate`: a new id for the session.
     pub regenerate: bool,
     /// `X-Session-Destroy`: wins over the others.
@@ -174,20 +189,17 @@ pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, Error>
     let destroy = flag(headers.get(SESSION_DESTROY));
     // Folded spellings are removed too, never obeyed.
     remove_folded(headers, &INSTRUCTIONS);
-    let mut update: Option<Map<String, Value>> = None;
+    let mut patches = Vec::with_capacity(updates.len());
     for value in updates {
         let patch = match serde_json::from_slice::<Value>(value.as_bytes()) {
             Ok(Value::Object(patch)) => patch,
             Ok(other) => return Err(invalid_update(format_args!("got a JSON {}", kind(&other)))),
             Err(error) => return Err(invalid_update(error)),
         };
-        match &mut update {
-            None => update = Some(patch),
-            Some(earlier) => compose(earlier, patch),
-        }
+        patches.push(patch);
     }
     Ok(Instructions {
-        update,
+        updates: patches,
         regenerate,
         destroy,
     })
@@ -206,19 +218,6 @@ fn kind(value: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
-    }
-}
-
-/// Folds a later merge patch into an earlier one, so that applying the
-/// result equals applying both in order.
-fn compose(earlier: &mut Map<String, Value>, later: Map<String, Value>) {
-    for (key, value) in later {
-        match (earlier.get_mut(&key), value) {
-            (Some(Value::Object(inner)), Value::Object(more)) => compose(inner, more),
-            (_, value) => {
-                earlier.insert(key, value);
-            }
-        }
     }
 }
 
@@ -272,7 +271,7 @@ mod tests {
             .unwrap()
             .clone();
         let mut headers = HeaderMap::new();
-        protocol.write(&mut headers, "pub", &data);
+        protocol.write(&mut headers, "pub", &data).unwrap();
         assert_eq!(headers["x-auth-user"], "ada");
         assert_eq!(headers["x-auth-roles"], r#"["a","b"]"#);
         assert!(!headers.contains_key("x-missing"));
@@ -311,8 +310,11 @@ mod tests {
         );
         let got = take_instructions(&mut headers).unwrap();
         assert_eq!(
-            got.update,
-            Some(json!({"a":{"b":1,"c":null}}).as_object().unwrap().clone())
+            got.updates,
+            vec![
+                json!({"a":{"b":1,"c":2}}).as_object().unwrap().clone(),
+                json!({"a":{"c":null}}).as_object().unwrap().clone(),
+            ]
         );
         assert!(got.regenerate);
         assert!(!got.destroy, "a folded spelling is removed, not obeyed");

@@ -117,8 +117,9 @@ impl Lifetime {
 /// to the stored record, atomically.
 #[derive(Clone, Debug)]
 pub struct Change {
-    /// An RFC 7396 merge patch (a JSON object), or `None` to keep the data.
-    pub patch: Option<Map<String, Value>>,
+    /// RFC 7396 merge patches (JSON objects), applied in order; none keeps
+    /// the data.
+    pub patches: Vec<Map<String, Value>>,
     /// The request's time: the new expiry counts from it, and a session the
     /// change starts is created at it.
     pub now: UnixMillis,
@@ -138,7 +139,7 @@ impl Change {
             Some(record) if !record.is_expired(self.now) => record,
             _ => SessionRecord::new(self.now, &self.lifetime),
         };
-        if let Some(patch) = &self.patch {
+        for patch in &self.patches {
             super::merge_patch::apply_object(&mut record.data, patch);
         }
         record.expires_at = self.lifetime.expires_at(record.created_at, self.now);
@@ -149,7 +150,7 @@ impl Change {
     /// by the time it is written, what its request loaded is stale.
     pub fn without_seen(&self) -> Self {
         Self {
-            patch: self.patch.clone(),
+            patches: self.patches.clone(),
             now: self.now,
             lifetime: self.lifetime,
             seen: None,
@@ -199,7 +200,7 @@ mod tests {
         let patch = serde_json::from_str(r#"{"b":2}"#).unwrap();
         let change = Change {
             seen: None,
-            patch: Some(patch),
+            patches: vec![patch],
             now: 20,
             lifetime,
         };

@@ -315,7 +315,7 @@ mod tests {
     fn change(key: &str, value: i64) -> Change {
         let patch = json!({ key: value });
         Change {
-            patch: patch.as_object().cloned(),
+            patches: patch.as_object().cloned().into_iter().collect(),
             now: 1_000,
             lifetime: Lifetime {
                 idle: Duration::from_secs(60),

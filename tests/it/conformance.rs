@@ -34,7 +34,7 @@ pub fn object(value: Value) -> Map<String, Value> {
 
 pub fn patch(value: Value) -> Change {
     Change {
-        patch: Some(object(value)),
+        patches: vec![object(value)],
         now: now_millis(),
         lifetime: lifetime(),
         seen: None,
@@ -94,7 +94,7 @@ pub async fn json_comes_back_exactly(store: Arc<dyn SessionStore>) {
         .update(
             &id,
             &Change {
-                patch: None,
+                patches: Vec::new(),
                 now: now_millis(),
                 lifetime: lifetime(),
                 seen: None,
@@ -144,7 +144,7 @@ pub async fn an_update_without_a_patch_keeps_the_data(store: Arc<dyn SessionStor
         .update(
             &id,
             &Change {
-                patch: None,
+                patches: Vec::new(),
                 now: now_millis(),
                 lifetime: lifetime(),
                 seen: None,
@@ -256,7 +256,7 @@ pub async fn absolute_lifetime_caps_every_update(store: Arc<dyn SessionStore>) {
         absolute: Some(Duration::from_secs(60)),
     };
     let change = Change {
-        patch: Some(object(json!({"k": 1}))),
+        patches: vec![object(json!({"k": 1}))],
         now: now_millis(),
         lifetime: capped,
         seen: None,
@@ -289,11 +289,7 @@ pub async fn concurrent_updates_lose_nothing(store: Arc<dyn SessionStore>) {
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
             let mut change = patch(json!({}));
-            change
-                .patch
-                .as_mut()
-                .unwrap()
-                .insert(format!("k{n}"), json!(n));
+            change.patches[0].insert(format!("k{n}"), json!(n));
             store.update(&id, &change).await
         }));
     }
@@ -386,11 +382,7 @@ pub async fn two_stores_lose_no_concurrent_update(
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
             let mut change = patch(json!({}));
-            change
-                .patch
-                .as_mut()
-                .unwrap()
-                .insert(format!("k{n}"), json!(n));
+            change.patches[0].insert(format!("k{n}"), json!(n));
             store.update(&id, &change).await
         }));
     }

@@ -15,6 +15,7 @@ mod admin;
 mod cli;
 mod cookie_store;
 mod gateway_stores;
+mod hardening;
 mod packaging;
 mod protocol;
 mod proxy;

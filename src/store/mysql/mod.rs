@@ -95,7 +95,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode,
+};
 use sqlx::{MySqlConnection, Row};
 
 use self::sql::{Statements, expired_up_to, expires_column, query};
@@ -132,8 +134,10 @@ impl MysqlStore {
     pub async fn connect(config: &MysqlConfig, settings: &StoreSettings) -> Result<Self> {
         config.validate()?;
         let timeout = config.timeout.get();
+        let options = config.connect_options()?;
+        warn_if_plaintext(&options);
         let shared = Arc::new(Shared {
-            pool: pool(config.connect_options()?, timeout),
+            pool: pool(options, timeout),
             sql: Statements::new(&config.table),
         });
         if config.create_table {
@@ -170,6 +174,29 @@ impl MysqlBackend {
     /// A store error when a batch fails.
     pub async fn delete_expired(&self) -> Result<u64> {
         self.shared.delete_expired().await
+    }
+}
+
+/// Without `ssl-mode`, sqlx tries TLS and silently falls back to plaintext
+/// (`PREFERRED`): fine on one host, not across a network, where session
+/// data and the password would travel in clear.
+fn warn_if_plaintext(options: &MySqlConnectOptions) {
+    let loopback = options.get_socket().is_some()
+        || matches!(
+            options.get_host(),
+            "localhost" | "127.0.0.1" | "::1" | "[::1]"
+        );
+    if !loopback
+        && matches!(
+            options.get_ssl_mode(),
+            MySqlSslMode::Preferred | MySqlSslMode::Disabled
+        )
+    {
+        tracing::warn!(
+            store = "mysql",
+            host = options.get_host(),
+            "store.url reaches a database over the network without requiring TLS: add ?ssl-mode=required (or verify_identity)"
+        );
     }
 }
 

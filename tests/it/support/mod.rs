@@ -120,7 +120,10 @@ impl GatewayBuilder {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.path().join("gateway.yaml");
-        let text = format!("listen: {addr}\nadmin:\n  listen: {admin}\n{}", self.yaml);
+        let text = format!(
+            "listen: \"{addr}\"\nadmin:\n  listen: \"{admin}\"\n{}",
+            self.yaml
+        );
         std::fs::write(&config, text).expect("write config");
         Gateway {
             addr,
