@@ -46,6 +46,8 @@ enum Kind {
     BadRequest,
     /// The gateway itself failed (no randomness, a cipher failure).
     Internal,
+    /// The session a request loaded was destroyed or moved meanwhile.
+    SessionGone,
 }
 
 /// How a store call failed.
@@ -152,6 +154,16 @@ impl Error {
         )
     }
 
+    /// The session a request loaded was destroyed or moved before its
+    /// update was written: the update is not applied.
+    pub fn session_gone() -> Self {
+        Self::new(
+            Kind::SessionGone,
+            "the session was destroyed or moved to a new id before this update",
+            None,
+        )
+    }
+
     /// The gateway failed itself: no randomness, a cipher error.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Kind::Internal, message, None)
@@ -194,6 +206,11 @@ impl Error {
         matches!(self.inner.kind, Kind::Upstream | Kind::UpstreamTimeout)
     }
 
+    /// The session the request loaded no longer exists.
+    pub fn is_session_gone(&self) -> bool {
+        self.inner.kind == Kind::SessionGone
+    }
+
     /// The backend's instructions were malformed.
     pub fn is_invalid_update(&self) -> bool {
         self.inner.kind == Kind::InvalidUpdate
@@ -213,6 +230,7 @@ impl Error {
             Kind::TooLarge => "too_large",
             Kind::BadRequest => "bad_request",
             Kind::Internal => "internal",
+            Kind::SessionGone => "gone",
         }
     }
 
@@ -223,6 +241,9 @@ impl Error {
             Kind::Upstream | Kind::InvalidUpdate => StatusCode::BAD_GATEWAY,
             Kind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::BadRequest => StatusCode::BAD_REQUEST,
+            // Never a response of its own: the engine answers with the
+            // backend's response, without a cookie.
+            Kind::SessionGone => StatusCode::CONFLICT,
             Kind::Config | Kind::TooLarge | Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -19,7 +19,9 @@ use super::sealed::{self, SealedSession};
 use super::{b64, signed_id};
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
-use crate::store::{Change, Lifetime, SessionId, SessionRecord, Sessions, UnixMillis, now_millis};
+use crate::store::{
+    Change, Lifetime, Refusal, SessionId, SessionRecord, Sessions, UnixMillis, now_millis,
+};
 
 /// The session of one request, between resolve and commit.
 #[derive(Debug)]
@@ -35,10 +37,7 @@ impl Session {
     /// A stable, loggable identifier: a one-way hash of the id, so knowing
     /// it is not enough to use the session.
     pub fn public_id(&self) -> String {
-        let digest = Sha256::new_with_prefix(b"sessiongate/public-id/")
-            .chain_update(self.id.as_str())
-            .finalize();
-        b64::encode(&digest[..16])
+        session_label(&self.id)
     }
 
     /// The session as loaded (or started).
@@ -60,6 +59,7 @@ pub struct Engine {
     touch_interval_ms: u64,
     rolling: bool,
     save_uninitialized: bool,
+    max_bytes: usize,
     cookie: CookieConfig,
     headers: SessionHeaders,
 }
@@ -87,6 +87,7 @@ impl Engine {
             touch_interval_ms: session.touch_interval.get().as_millis() as u64,
             rolling: session.rolling,
             save_uninitialized: session.save_uninitialized,
+            max_bytes: session.max_bytes,
             cookie: session.cookie.clone(),
             headers: SessionHeaders::new(&config.headers.fields),
         }
@@ -192,7 +193,10 @@ impl Engine {
                 expire_chunks(response, &writer, &self.cookie.name, 0, &sent);
                 return Ok(());
             }
-            Outcome::Write => self.write(session, instructions, now).await?,
+            Outcome::Write => match self.write(session, instructions, now).await? {
+                Some(written) => written,
+                None => return Ok(()),
+            },
             Outcome::Touch => match self.touch(session, now).await {
                 Ok(touched) => touched,
                 // The backend has already acted (a POST may not be safe to
@@ -231,13 +235,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies the backend's update (and new id) to the session.
+    /// Applies the backend's update (and new id) to the session. `None`
+    /// when the session the request loaded is gone meanwhile (destroyed or
+    /// moved by another request): the update is dropped, logged and
+    /// counted, and the response sets no cookie for the old id.
     async fn write(
         &self,
         session: Session,
         instructions: Instructions,
         now: UnixMillis,
-    ) -> Result<(SessionId, SessionRecord)> {
+    ) -> Result<Option<(SessionId, SessionRecord)>> {
         let Session {
             id, record, is_new, ..
         } = session;
@@ -246,33 +253,42 @@ impl Engine {
             now,
             lifetime: self.lifetime,
             seen: (!is_new).then_some(record.clone()),
+            must_exist: !is_new,
+            max_bytes: self.max_bytes,
         };
-        let (id, record) = match &self.sessions {
-            Sessions::Sealed { .. } => {
-                let record = change.apply(Some(record));
-                let id = if instructions.regenerate {
-                    SessionId::generate()?
-                } else {
-                    id
-                };
-                (id, record)
+        let new_id = if instructions.regenerate {
+            Some(SessionId::generate()?)
+        } else {
+            None
+        };
+        let label = session_label(&id);
+        let written = match (&self.sessions, new_id) {
+            (Sessions::Sealed { .. }, new_id) => change
+                .apply(Some(record))
+                .map(|record| (new_id.unwrap_or(id), record))
+                .map_err(Refusal::into_error),
+            (Sessions::Server(store), None) => {
+                store.update(&id, &change).await.map(|record| (id, record))
             }
-            Sessions::Server(store) => {
-                let record = store.update(&id, &change).await?;
-                if instructions.regenerate {
-                    let new_id = SessionId::generate()?;
-                    store.insert(&new_id, &record).await?;
-                    store.delete(&id).await?;
-                    (new_id, record)
-                } else {
-                    (id, record)
+            (Sessions::Server(store), Some(new_id)) => store
+                .regenerate(&id, &new_id, &change)
+                .await
+                .map(|record| (new_id, record)),
+        };
+        match written {
+            Ok(written) => {
+                if is_new {
+                    metrics::counter!("sessiongate_sessions_created_total").increment(1);
                 }
+                Ok(Some(written))
             }
-        };
-        if is_new {
-            metrics::counter!("sessiongate_sessions_created_total").increment(1);
+            Err(error) if error.is_session_gone() => {
+                tracing::warn!(session = %label, "an update arrived for a session that was destroyed or moved meanwhile: it was not applied");
+                metrics::counter!("sessiongate_session_updates_dropped_total").increment(1);
+                Ok(None)
+            }
+            Err(error) => Err(error),
         }
-        Ok((id, record))
     }
 
     /// Moves an unmodified session's expiry.
@@ -343,6 +359,14 @@ impl Engine {
         refreshed >= record.expires_at.saturating_add(self.touch_interval_ms)
             && refreshed > record.expires_at
     }
+}
+
+/// The public id of a session id, for logs.
+fn session_label(id: &SessionId) -> String {
+    let digest = Sha256::new_with_prefix(b"sessiongate/public-id/")
+        .chain_update(id.as_str())
+        .finalize();
+    b64::encode(&digest[..16])
 }
 
 fn reject_cookie() {

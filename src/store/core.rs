@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::codec::RecordCodec;
-use super::record::{Change, SessionId, SessionRecord, UnixMillis, now_millis};
+use super::record::{Change, Refusal, SessionId, SessionRecord, UnixMillis, now_millis};
 use super::turns::{Applied, Lead, Ticket, UpdateTurns};
 use super::{SessionStore, StoreSettings};
 use crate::error::{Error, Result};
@@ -100,6 +100,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks that the backend answers, for `/readyz`.
     async fn ping(&self) -> Result<()>;
+
+    /// Moves a session to a new id: if `old` is still `expected`, removes it
+    /// and writes `text` under `new` (which must not exist). `Ok(false)`:
+    /// `old` changed. Atomic where the database allows; otherwise the old
+    /// entry goes first, so the new data is never readable under the old id.
+    async fn move_if(
+        &self,
+        old: &SessionId,
+        expected: &Stored<Self::Version>,
+        new: &SessionId,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool>;
 
     /// `Some` when the compare-and-set compares the text alone: then a
     /// record this gateway already holds stands for what is stored, and the
@@ -190,13 +203,16 @@ impl<B: Backend> StoreCore<B> {
     }
 
     /// Writes the group's last record if the entry is still `expected`.
+    /// A group whose every change was refused writes nothing.
     async fn commit(
         &self,
         id: &SessionId,
         expected: Option<&Stored<B::Version>>,
         applied: &Applied,
     ) -> Result<bool> {
-        let record = applied.last();
+        let Some(record) = applied.to_write() else {
+            return Ok(true);
+        };
         let text = self.codec.encode(record);
         self.backend
             .write_if(id, expected, text, record.expires_at)
@@ -217,7 +233,9 @@ impl<B: Backend> StoreCore<B> {
                 version,
             };
             let applied = lead.apply(Some(copy), precision);
-            if self.commit(id, Some(&expected), &applied).await? {
+            // Refusals judged on a copy are not trusted: only a write's
+            // compare-and-set proves the copy was current.
+            if applied.to_write().is_some() && self.commit(id, Some(&expected), &applied).await? {
                 return Ok(applied);
             }
         }
@@ -266,6 +284,41 @@ impl<B: Backend> SessionStore for StoreCore<B> {
                 tracing::warn!(store = self.backend.kind(), %error, "could not delete an expired session");
             }
             Ok(None)
+        })
+        .await
+    }
+
+    async fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        change: &Change,
+    ) -> Result<SessionRecord> {
+        self.observe("regenerate", async {
+            for round in 0..MAX_ATTEMPTS {
+                let stored = self.backend.read(old).await?;
+                let current = stored.as_ref().and_then(|stored| self.decode(stored));
+                let mut record = change.apply(current).map_err(Refusal::into_error)?;
+                record.expires_at = self.rounded(record.expires_at);
+                let text = self.codec.encode(&record);
+                let moved = match &stored {
+                    Some(stored) => {
+                        self.backend
+                            .move_if(old, stored, new, text, record.expires_at)
+                            .await?
+                    }
+                    None => {
+                        self.backend
+                            .write_if(new, None, text, record.expires_at)
+                            .await?
+                    }
+                };
+                if moved {
+                    return Ok(record);
+                }
+                back_off(round).await;
+            }
+            Err(Error::store_contended(self.backend.kind(), MAX_ATTEMPTS))
         })
         .await
     }

@@ -180,4 +180,23 @@ impl Backend for MemoryBackend {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Under the one lock: atomic.
+    async fn move_if(
+        &self,
+        old: &SessionId,
+        expected: &Stored<u64>,
+        new: &SessionId,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let mut sessions = self.lock();
+        let unchanged = sessions.get(old).map(|entry| entry.version) == Some(expected.version);
+        if !unchanged || sessions.contains_key(new) {
+            return Ok(false);
+        }
+        sessions.remove(old);
+        self.store(&mut sessions, new, text, expires_at);
+        Ok(true)
+    }
 }

@@ -51,7 +51,8 @@ use async_trait::async_trait;
 pub use codec::{NativeCodec, RecordCodec};
 pub use core::{Backend, StoreCore, Stored};
 pub use record::{
-    Change, Lifetime, SessionData, SessionId, SessionRecord, UnixMillis, expiry_seconds, now_millis,
+    Change, Lifetime, Refusal, SessionData, SessionId, SessionRecord, UnixMillis, expiry_seconds,
+    now_millis,
 };
 
 use crate::config::StoreConfig;
@@ -73,8 +74,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// (see `turns`), so the store may already hold later changes on top.
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord>;
 
-    /// Writes `record` under `id`, replacing whatever is there. Used to move
-    /// a session to a new id.
+    /// Applies `change` to the record under `old` and moves it to `new` in
+    /// one step: the changed data is never written under `old`, and `old`
+    /// stops working. Atomic where the backend allows it (one script, one
+    /// transaction); otherwise `old` is removed first.
+    async fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        change: &Change,
+    ) -> Result<SessionRecord>;
+
+    /// Writes `record` under `id`, replacing whatever is there.
     async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<()>;
 
     /// Moves the expiry of the record under `id` to `expires_at` without

@@ -129,21 +129,68 @@ pub struct Change {
     /// compare-and-set store try its write without reading first. Never
     /// trusted: the store's own check decides whether it is still current.
     pub seen: Option<SessionRecord>,
+    /// The request loaded this session: if it is gone by the time the
+    /// change is written (destroyed, moved to a new id, expired), the change
+    /// does not bring it back.
+    pub must_exist: bool,
+    /// `session.max_bytes`: the data's JSON may not grow past it.
+    pub max_bytes: usize,
+}
+
+/// Why a change was not applied; the session stays as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The session the request loaded no longer exists.
+    Gone,
+    /// The data would grow past `session.max_bytes`.
+    TooLarge {
+        /// The data's size after the change.
+        bytes: usize,
+        /// The bound.
+        limit: usize,
+    },
+}
+
+impl Refusal {
+    /// The error the writer gets.
+    pub fn into_error(self) -> Error {
+        match self {
+            Refusal::Gone => Error::session_gone(),
+            Refusal::TooLarge { bytes, limit } => Error::invalid_update(format!(
+                "the update would grow the session to {bytes} bytes of JSON, past session.max_bytes ({limit}); the session is unchanged"
+            )),
+        }
+    }
 }
 
 impl Change {
     /// The record after this change. `current` is what the store holds now;
-    /// `None` (or an expired record) means the change starts a new session.
-    pub fn apply(&self, current: Option<SessionRecord>) -> SessionRecord {
+    /// `None` (or an expired record) means the change starts a new session,
+    /// unless it [`must_exist`](Self::must_exist).
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] when the change must not be applied.
+    pub fn apply(&self, current: Option<SessionRecord>) -> Result<SessionRecord, Refusal> {
         let mut record = match current {
             Some(record) if !record.is_expired(self.now) => record,
+            _ if self.must_exist => return Err(Refusal::Gone),
             _ => SessionRecord::new(self.now, &self.lifetime),
         };
-        for patch in &self.patches {
-            super::merge_patch::apply_object(&mut record.data, patch);
+        if !self.patches.is_empty() {
+            for patch in &self.patches {
+                super::merge_patch::apply_object(&mut record.data, patch);
+            }
+            let bytes = serde_json::to_vec(&record.data).map_or(usize::MAX, |json| json.len());
+            if bytes > self.max_bytes {
+                return Err(Refusal::TooLarge {
+                    bytes,
+                    limit: self.max_bytes,
+                });
+            }
         }
         record.expires_at = self.lifetime.expires_at(record.created_at, self.now);
-        record
+        Ok(record)
     }
 
     /// A copy without the `seen` hint, for a change that waits in a queue:
@@ -154,6 +201,8 @@ impl Change {
             now: self.now,
             lifetime: self.lifetime,
             seen: None,
+            must_exist: self.must_exist,
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -203,10 +252,45 @@ mod tests {
             patches: vec![patch],
             now: 20,
             lifetime,
+            must_exist: false,
+            max_bytes: 1_000,
         };
-        let record = change.apply(Some(old));
+        let record = change.apply(Some(old.clone())).unwrap();
         assert_eq!(Value::Object(record.data), serde_json::json!({"b": 2}));
         assert_eq!(record.created_at, 20);
+        let loaded = Change {
+            must_exist: true,
+            ..change
+        };
+        assert_eq!(loaded.apply(Some(old)), Err(Refusal::Gone));
+        assert_eq!(loaded.apply(None), Err(Refusal::Gone));
+    }
+
+    #[test]
+    fn a_change_past_max_bytes_is_refused() {
+        let change = Change {
+            seen: None,
+            patches: vec![serde_json::from_str(r#"{"big":"0123456789"}"#).unwrap()],
+            now: 0,
+            lifetime: Lifetime {
+                idle: MIN,
+                absolute: None,
+            },
+            must_exist: false,
+            max_bytes: 16,
+        };
+        assert_eq!(
+            change.apply(None),
+            Err(Refusal::TooLarge {
+                bytes: 20,
+                limit: 16
+            })
+        );
+        let small = Change {
+            max_bytes: 20,
+            ..change
+        };
+        assert!(small.apply(None).is_ok());
     }
 
     #[test]

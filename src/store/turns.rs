@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use super::record::{Change, SessionId, SessionRecord};
+use super::record::{Change, Refusal, SessionId, SessionRecord};
 use crate::error::Error;
 
 /// Lock stripes: bounded memory, no clean-up.
@@ -160,23 +160,34 @@ impl<'c> Lead<'c> {
     }
 
     /// Applies the group's changes in order to `current` (what the store
-    /// holds), each expiry rounded up to the store's `precision_ms`.
+    /// holds), each expiry rounded up to the store's `precision_ms`. A
+    /// refused change leaves the record as it was for the next one.
     pub fn apply(&self, current: Option<SessionRecord>, precision_ms: u64) -> Applied {
-        let round = |mut record: SessionRecord| {
-            let precision = precision_ms.max(1);
-            record.expires_at = record
-                .expires_at
-                .div_ceil(precision)
-                .saturating_mul(precision);
-            record
-        };
-        let mut before = Vec::with_capacity(self.group.len());
-        let mut last = round(self.own.apply(current));
-        for waiter in &self.group {
-            let next = round(waiter.change.apply(Some(last.clone())));
-            before.push(std::mem::replace(&mut last, next));
+        let precision = precision_ms.max(1);
+        let mut last = current;
+        let mut changed = false;
+        let mut outcomes = Vec::with_capacity(self.group.len() + 1);
+        let changes =
+            std::iter::once(self.own).chain(self.group.iter().map(|waiter| &waiter.change));
+        for change in changes {
+            let outcome = change.apply(last.clone()).map(|mut record| {
+                record.expires_at = record
+                    .expires_at
+                    .div_ceil(precision)
+                    .saturating_mul(precision);
+                record
+            });
+            if let Ok(record) = &outcome {
+                last = Some(record.clone());
+                changed = true;
+            }
+            outcomes.push(outcome);
         }
-        Applied { before, last }
+        Applied {
+            outcomes,
+            last,
+            changed,
+        }
     }
 
     /// Ends the turn with the outcome of the group's write (what
@@ -195,29 +206,40 @@ impl<'c> Lead<'c> {
                 return Err(error);
             }
         };
-        if let Some(stripe) = &baton.stripe {
-            stripe.lock().last = Some((id, applied.last.clone()));
+        if let Some(stripe) = &baton.stripe
+            && applied.changed
+            && let Some(last) = &applied.last
+        {
+            stripe.lock().last = Some((id, last.clone()));
         }
-        let mut records = applied.before.into_iter().chain([applied.last]);
-        let own = records.next();
-        for (waiter, record) in group.into_iter().zip(records) {
-            let _ = waiter.wake.send(Wake::Written(Ok(record)));
+        let mut outcomes = applied
+            .outcomes
+            .into_iter()
+            .map(|outcome| outcome.map_err(Refusal::into_error));
+        let own = outcomes.next();
+        for (waiter, outcome) in group.into_iter().zip(outcomes) {
+            let _ = waiter.wake.send(Wake::Written(outcome));
         }
-        own.ok_or_else(|| Error::internal("a group write returned no record"))
+        own.unwrap_or_else(|| Err(Error::internal("a group write returned no record")))
     }
 }
 
-/// The records a group's changes produce, in order: the store writes `last`.
+/// What a group's changes produce, in order: the store writes `last` when
+/// any change was applied.
+#[derive(Debug)]
 pub struct Applied {
-    /// The record right after each change but the last.
-    before: Vec<SessionRecord>,
-    last: SessionRecord,
+    /// Each change's record right after it, or why it was refused.
+    outcomes: Vec<Result<SessionRecord, Refusal>>,
+    /// The record after the whole group.
+    last: Option<SessionRecord>,
+    /// Some change was applied: there is something to write.
+    changed: bool,
 }
 
 impl Applied {
-    /// The record to store.
-    pub fn last(&self) -> &SessionRecord {
-        &self.last
+    /// The record to store, when there is one to write.
+    pub fn to_write(&self) -> Option<&SessionRecord> {
+        self.last.as_ref().filter(|_| self.changed)
     }
 }
 
@@ -322,6 +344,8 @@ mod tests {
                 absolute: None,
             },
             seen: None,
+            must_exist: false,
+            max_bytes: 16_384,
         }
     }
 
@@ -352,10 +376,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
             let current = self.records.lock().unwrap().get(id.as_str()).cloned();
             let applied = lead.apply(current, 1);
-            self.records
-                .lock()
-                .unwrap()
-                .insert(id.as_str().to_owned(), applied.last().clone());
+            if let Some(record) = applied.to_write() {
+                self.records
+                    .lock()
+                    .unwrap()
+                    .insert(id.as_str().to_owned(), record.clone());
+            }
             self.writes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             lead.finish(Ok(applied))
@@ -411,7 +437,7 @@ mod tests {
         let Ticket::Lead(next) = follower.await else {
             panic!("the turn skips the writer that gave up");
         };
-        let record = next.apply(None, 1).last;
+        let record = next.apply(None, 1).last.unwrap();
         assert_eq!(serde_json::Value::Object(record.data), json!({"c": 3}));
     }
 

@@ -18,6 +18,9 @@ const EXPIRY_SLACK_MS: u64 = 1_000;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// `session.max_bytes` for the checks: the default.
+const MAX_BYTES: usize = 16_384;
+
 pub fn lifetime() -> Lifetime {
     Lifetime {
         idle: HOUR,
@@ -38,6 +41,8 @@ pub fn patch(value: Value) -> Change {
         now: now_millis(),
         lifetime: lifetime(),
         seen: None,
+        must_exist: false,
+        max_bytes: MAX_BYTES,
     }
 }
 
@@ -98,6 +103,8 @@ pub async fn json_comes_back_exactly(store: Arc<dyn SessionStore>) {
                 now: now_millis(),
                 lifetime: lifetime(),
                 seen: None,
+                must_exist: false,
+                max_bytes: MAX_BYTES,
             },
         )
         .await
@@ -148,6 +155,8 @@ pub async fn an_update_without_a_patch_keeps_the_data(store: Arc<dyn SessionStor
                 now: now_millis(),
                 lifetime: lifetime(),
                 seen: None,
+                must_exist: false,
+                max_bytes: MAX_BYTES,
             },
         )
         .await
@@ -260,6 +269,8 @@ pub async fn absolute_lifetime_caps_every_update(store: Arc<dyn SessionStore>) {
         now: now_millis(),
         lifetime: capped,
         seen: None,
+        must_exist: false,
+        max_bytes: MAX_BYTES,
     };
     let record = store.update(&id, &change).await.unwrap();
     assert_close(
@@ -398,6 +409,125 @@ pub async fn two_stores_lose_no_concurrent_update(
     }
 }
 
+/// The change a request that loaded the session makes: it must not bring
+/// a session back that is gone.
+pub fn loaded_patch(value: Value) -> Change {
+    Change {
+        must_exist: true,
+        ..patch(value)
+    }
+}
+
+/// Regenerate moves the changed session to the new id in one step: the old
+/// id is gone, the new one holds the data before and the change.
+pub async fn regenerate_moves_the_changed_session(store: Arc<dyn SessionStore>) {
+    let (old, new) = (new_id(), new_id());
+    store
+        .update(&old, &patch(json!({"cart": [1]})))
+        .await
+        .unwrap();
+    let moved = store
+        .regenerate(&old, &new, &loaded_patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(moved.data),
+        json!({"cart": [1], "user": "ada"})
+    );
+    assert_eq!(
+        store.load(&old).await.unwrap(),
+        None,
+        "the old id still works"
+    );
+    let loaded = store.load(&new).await.unwrap().expect("the new id works");
+    assert_eq!(
+        Value::Object(loaded.data),
+        json!({"cart": [1], "user": "ada"})
+    );
+}
+
+/// A new session (nothing stored yet) regenerated at once is simply
+/// written under the new id.
+pub async fn regenerate_of_a_new_session_writes_the_new_id(store: Arc<dyn SessionStore>) {
+    let (old, new) = (new_id(), new_id());
+    store
+        .regenerate(&old, &new, &patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&old).await.unwrap(), None);
+    assert!(store.load(&new).await.unwrap().is_some());
+}
+
+/// An update (or regenerate) for a session that was loaded and has since
+/// been destroyed does not bring it back.
+pub async fn a_destroyed_session_is_not_revived_by_a_late_update(store: Arc<dyn SessionStore>) {
+    let id = new_id();
+    store
+        .update(&id, &patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+    store.delete(&id).await.unwrap();
+    let late = store.update(&id, &loaded_patch(json!({"x": 1}))).await;
+    assert!(
+        late.as_ref().is_err_and(|e| e.is_session_gone()),
+        "{late:?}"
+    );
+    let moved = store
+        .regenerate(&id, &new_id(), &loaded_patch(json!({"x": 1})))
+        .await;
+    assert!(
+        moved.as_ref().is_err_and(|e| e.is_session_gone()),
+        "{moved:?}"
+    );
+    assert_eq!(store.load(&id).await.unwrap(), None);
+}
+
+/// Updates racing a regenerate either land before the move (and travel
+/// with the session) or find the old id gone: none is written under the
+/// old id, none is lost silently.
+pub async fn updates_racing_a_regenerate_never_revive_the_old_id(store: Arc<dyn SessionStore>) {
+    const WRITERS: usize = 20;
+    let (old, new) = (new_id(), new_id());
+    store
+        .update(&old, &patch(json!({"seed": true})))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..WRITERS {
+        let (store, old) = (store.clone(), old.clone());
+        tasks.push(tokio::spawn(async move {
+            let change = loaded_patch(json!({ format!("k{n}"): n }));
+            (n, store.update(&old, &change).await)
+        }));
+    }
+    let moved = store
+        .regenerate(&old, &new, &loaded_patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+    let mut landed = Vec::new();
+    for task in tasks {
+        let (n, result) = task.await.unwrap();
+        match result {
+            Ok(_) => landed.push(n),
+            Err(error) => assert!(error.is_session_gone(), "{error}"),
+        }
+    }
+    assert_eq!(
+        store.load(&old).await.unwrap(),
+        None,
+        "the old id was revived"
+    );
+    let loaded = store.load(&new).await.unwrap().expect("the new id works");
+    for n in landed {
+        assert!(
+            loaded.data.contains_key(&format!("k{n}")),
+            "update {n} succeeded before the move but is not in the moved session"
+        );
+    }
+    assert_eq!(loaded.data["user"], json!("ada"));
+    assert_eq!(Value::Object(moved.data.clone())["user"], json!("ada"));
+}
+
 pub async fn ping_answers(store: Arc<dyn SessionStore>) {
     store.ping().await.unwrap();
 }
@@ -425,6 +555,10 @@ macro_rules! suite {
             concurrent_updates_lose_nothing,
             a_stale_hint_is_never_trusted,
             touching_an_expired_session_does_not_revive_it,
+            regenerate_moves_the_changed_session,
+            regenerate_of_a_new_session_writes_the_new_id,
+            a_destroyed_session_is_not_revived_by_a_late_update,
+            updates_racing_a_regenerate_never_revive_the_old_id,
             ping_answers,
         );
     };

@@ -319,3 +319,73 @@ async fn a_response_with_a_session_cookie_is_private() {
         .await;
     assert_eq!(no_store.headers["cache-control"], "no-store");
 }
+
+/// Item 6: `session.max_bytes` bounds the session on every store: an update
+/// past it gets 502 and the session stays as it was.
+#[tokio::test]
+async fn an_update_past_max_bytes_gets_502_and_changes_nothing() {
+    for store in ["", "store:\n  type: memory\n"] {
+        let yaml = format!("session:\n  max_bytes: 200\n{store}");
+        let (_upstream, gateway, mut client) =
+            support::logged_in(&yaml, json!({"user": "ada"})).await;
+        let big = json!({ "blob": "x".repeat(300) });
+        let response = client.update(&gateway.url("/"), &big).await;
+        assert_eq!(response.status, 502, "store: {store:?}");
+        let next = client.get(&gateway.url("/")).await;
+        assert_eq!(next.session(), json!({"user": "ada"}), "store: {store:?}");
+    }
+}
+
+/// Item 8: a slow request that carries an update, started before a logout,
+/// does not bring the session back after it, and sends no cookie for it.
+#[tokio::test]
+async fn a_slow_update_does_not_undo_a_logout() {
+    let (_upstream, gateway, client) =
+        support::logged_in("store:\n  type: memory\n", json!({"user": "ada"})).await;
+    let slow = tokio::spawn({
+        let url = gateway.url(&format!("/slow?ms=1000&update={}", encode(r#"{"seen":1}"#)));
+        let jar = client.jar.clone();
+        async move {
+            let mut client = TestClient::new();
+            client.jar = jar;
+            client.get(&url).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut logout = TestClient::new();
+    logout.jar = client.jar.clone();
+    let out = logout.get(&gateway.url("/?destroy=1")).await;
+    assert_eq!(out.status, 200);
+    let late = slow.await.unwrap();
+    assert_eq!(late.status, 200, "the backend's answer stands");
+    assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
+    // The old cookie opens nothing: the logout held.
+    let mut old = TestClient::new();
+    old.jar = client.jar.clone();
+    assert_eq!(old.get(&gateway.url("/")).await.session(), json!({}));
+}
+
+/// Item 7: after a regenerate through the gateway the old cookie opens
+/// nothing and the new one carries the update.
+#[tokio::test]
+async fn a_regenerate_moves_the_session_and_kills_the_old_cookie() {
+    for store in ["store:\n  type: memory\n", ""] {
+        let (_upstream, gateway, mut client) =
+            support::logged_in(store, json!({"cart": [1]})).await;
+        let before = client.jar.clone();
+        let url = gateway.url(&format!(
+            "/?regenerate=1&update={}",
+            encode(r#"{"user":"ada"}"#)
+        ));
+        assert_eq!(client.get(&url).await.status, 200);
+        assert_ne!(client.jar, before, "a new cookie");
+        let next = client.get(&gateway.url("/")).await;
+        assert_eq!(next.session(), json!({"cart": [1], "user": "ada"}));
+        if store.is_empty() {
+            continue; // a sealed cookie cannot be revoked: see the README
+        }
+        let mut old = TestClient::new();
+        old.jar = before;
+        assert_eq!(old.get(&gateway.url("/")).await.session(), json!({}));
+    }
+}

@@ -145,6 +145,14 @@ impl SessionStore for Scratch {
     async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<(), Error> {
         self.store.insert(id, record).await
     }
+    async fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        change: &Change,
+    ) -> Result<SessionRecord, Error> {
+        self.store.regenerate(old, new, change).await
+    }
     async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<(), Error> {
         self.store.touch(id, expires_at).await
     }

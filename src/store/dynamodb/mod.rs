@@ -46,9 +46,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, TableStatus};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TableStatus, TransactWriteItem};
 
-use self::client::{is_conditional_failure, sdk_config, store_error};
+use self::client::{error_code, is_conditional_failure, sdk_config, store_error};
 use self::item::{DATA, EXPIRES_MS, Item, Layout, Placeholders, VERSION, n};
 use self::table::StartupError;
 use super::StoreSettings;
@@ -293,6 +293,56 @@ impl Backend for DynamoBackend {
             Ok(_) => Ok(()),
             Err(error) if is_conditional_failure(&error) => Ok(()),
             Err(error) => Err(self.failed("DeleteItem", error)),
+        }
+    }
+
+    /// `TransactWriteItems`: the old item deleted on condition that it is
+    /// unchanged, the new one put on condition that it is absent; both or
+    /// neither.
+    async fn move_if(
+        &self,
+        old: &SessionId,
+        expected: &Stored<Item>,
+        new: &SessionId,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let text = String::from_utf8(text)
+            .map_err(|e| Error::store_unavailable("dynamodb", "encode", e))?;
+        let mut placeholders = Placeholders::default();
+        let unchanged = self.layout.unchanged(&expected.version, &mut placeholders);
+        let (names, values) = placeholders.into_parts();
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.layout.key(old)))
+            .condition_expression(unchanged)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| Error::store_unavailable("dynamodb", "regenerate", e))?;
+        let mut placeholders = Placeholders::default();
+        let absent = self.layout.absent(&mut placeholders);
+        let (names, values) = placeholders.into_parts();
+        let key = self.layout.key(new);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.layout.item(&key, text, expires_at, 1)))
+            .condition_expression(absent)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| Error::store_unavailable("dynamodb", "regenerate", e))?;
+        let moved = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(true),
+            Err(error) if error_code(&error) == Some("TransactionCanceledException") => Ok(false),
+            Err(error) => Err(self.failed("TransactWriteItems", error)),
         }
     }
 

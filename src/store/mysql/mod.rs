@@ -430,4 +430,43 @@ impl Backend for MysqlBackend {
     fn text_is_version(&self) -> Option<()> {
         Some(())
     }
+
+    /// One transaction: delete the old row if it is unchanged, insert the
+    /// new one; either both happen or neither.
+    async fn move_if(
+        &self,
+        old: &SessionId,
+        expected: &Stored<()>,
+        new: &SessionId,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let store = &self.shared;
+        let text = utf8(text)?;
+        let failed = |e| failed("regenerate", e);
+        let mut tx = store.pool.begin().await.map_err(failed)?;
+        let deleted = query(&store.sql.delete_if_unchanged)
+            .bind(old.as_str())
+            .bind(text_of(&expected.text)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if deleted.rows_affected() != 1 {
+            // Dropping the transaction rolls it back.
+            return Ok(false);
+        }
+        let inserted = query(&store.sql.insert)
+            .bind(new.as_str())
+            .bind(expires_column(expires_at))
+            .bind(text)
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if is_duplicate_key(&error) => return Ok(false),
+            Err(error) => return Err(failed(error)),
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(true)
+    }
 }

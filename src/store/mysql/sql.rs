@@ -23,6 +23,7 @@ pub(super) struct Statements {
     pub touch: Arc<str>,
     pub delete: Arc<str>,
     pub delete_if_expired: Arc<str>,
+    pub delete_if_unchanged: Arc<str>,
     pub cleanup: Arc<str>,
 }
 
@@ -63,6 +64,10 @@ impl Statements {
                 "DELETE FROM {t} WHERE `session_id` = ? \
                  AND COALESCE(`data`, '') = ? \
                  AND `expires` <= ?"
+            )
+            .into(),
+            delete_if_unchanged: format!(
+                "DELETE FROM {t} WHERE `session_id` = ? AND COALESCE(`data`, '') = ?"
             )
             .into(),
             cleanup: format!("DELETE FROM {t} WHERE `expires` <= ? LIMIT {CLEANUP_BATCH}").into(),

@@ -73,6 +73,26 @@ redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
 return 1
 ";
 
+/// Moves a session to a new key in one step, if the old key still holds
+/// what was read and the new one is free. KEYS: old, new. ARGV: the old
+/// blob, the new blob, the absolute expiry in Unix ms. Both keys must be on
+/// one server: not used on a cluster, where they hash to different slots.
+const MOVE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2], 'PXAT', ARGV[3])
+return 1
+";
+
+/// Deletes a key only if it still holds what was read. KEYS: the key.
+/// ARGV: the blob.
+const DELETE_IF_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
 /// The Redis session store: the core in front of [`RedisBackend`].
 pub type RedisStore = StoreCore<RedisBackend>;
 
@@ -103,6 +123,9 @@ impl RedisStore {
             link,
             prefix: config.prefix.clone(),
             swap_script: Script::new(SWAP_SCRIPT),
+            move_script: Script::new(MOVE_SCRIPT),
+            delete_if_script: Script::new(DELETE_IF_SCRIPT),
+            cluster: config.cluster,
             timeout,
         };
         let store = StoreCore::new(backend, settings);
@@ -130,6 +153,10 @@ pub struct RedisBackend {
     link: Link,
     prefix: String,
     swap_script: Script,
+    move_script: Script,
+    delete_if_script: Script,
+    /// Keys of one session move across slots: no multi-key script.
+    cluster: bool,
     /// For errors: the client's own timeouts are set to it.
     timeout: Duration,
 }
@@ -269,6 +296,49 @@ impl Backend for RedisBackend {
     /// The swap script compares the blob alone.
     fn text_is_version(&self) -> Option<()> {
         Some(())
+    }
+
+    /// One script on a single server; on a cluster, where the two keys live
+    /// in different slots, a compare-and-delete of the old key first, then
+    /// `SET NX` of the new one.
+    async fn move_if(
+        &self,
+        old: &SessionId,
+        expected: &Stored<()>,
+        new: &SessionId,
+        text: Vec<u8>,
+        expires_at: UnixMillis,
+    ) -> Result<bool> {
+        let (old_key, new_key) = (self.key(old), self.key(new));
+        if !self.cluster {
+            let mut call = self.move_script.key(&old_key);
+            call.key(&new_key)
+                .arg(&expected.text)
+                .arg(text)
+                .arg(expires_at);
+            let moved: i64 = self
+                .call("regenerate", async |conn| call.invoke_async(conn).await)
+                .await?;
+            return Ok(moved == 1);
+        }
+        let mut delete = self.delete_if_script.key(&old_key);
+        delete.arg(&expected.text);
+        let deleted: i64 = self
+            .call("regenerate", async |conn| delete.invoke_async(conn).await)
+            .await?;
+        if deleted != 1 {
+            return Ok(false);
+        }
+        let mut set = redis::cmd("SET");
+        set.arg(&new_key)
+            .arg(text)
+            .arg("PXAT")
+            .arg(expires_at)
+            .arg("NX");
+        let written: Option<String> = self
+            .call("regenerate", async |conn| set.query_async(conn).await)
+            .await?;
+        Ok(written.is_some())
     }
 }
 
