@@ -181,7 +181,7 @@ impl Change {
             for patch in &self.patches {
                 super::merge_patch::apply_object(&mut record.data, patch);
             }
-            let bytes = serde_json::to_vec(&record.data).map_or(usize::MAX, |json| json.len());
+            let bytes = json_len(&record.data);
             if bytes > self.max_bytes {
                 return Err(Refusal::TooLarge {
                     bytes,
@@ -204,6 +204,25 @@ impl Change {
             must_exist: self.must_exist,
             max_bytes: self.max_bytes,
         }
+    }
+}
+
+/// The length of `data` as JSON, counted without building the text.
+fn json_len(data: &SessionData) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, data) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
