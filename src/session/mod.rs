@@ -14,6 +14,7 @@ pub mod decision;
 pub mod engine;
 pub mod keys;
 pub mod protocol;
+mod response;
 pub mod sealed;
 pub mod signed_id;
 

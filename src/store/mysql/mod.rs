@@ -89,17 +89,16 @@
 //! with `?ssl-mode=required` (or `verify_ca` / `verify_identity`, with
 //! `&ssl-ca=/path/ca.pem`).
 
+mod pool;
 mod sql;
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode,
-};
-use sqlx::{MySqlConnection, Row};
+use sqlx::Row;
+use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
 
+use self::pool::{create_table, pool, spawn_cleanup, warn_if_plaintext};
 use self::sql::{Statements, expired_up_to, expires_column, query};
 use super::StoreSettings;
 use super::core::{Backend, StoreCore, Stored};
@@ -108,13 +107,6 @@ use crate::config::MysqlConfig;
 use crate::error::{Error, Result};
 
 pub use self::sql::CLEANUP_BATCH;
-
-/// Connections per gateway: enough for a burst of concurrent requests while
-/// keeping a fleet of gateways well under a server's `max_connections`.
-const POOL_SIZE: u32 = 10;
-
-/// The pause between cleanup batches, which lets request traffic through.
-const CLEANUP_PAUSE: Duration = Duration::from_millis(50);
 
 /// MySQL's "duplicate entry": another writer created the row first.
 const ER_DUP_ENTRY: u16 = 1062;
@@ -174,107 +166,6 @@ impl MysqlBackend {
     /// A store error when a batch fails.
     pub async fn delete_expired(&self) -> Result<u64> {
         self.shared.delete_expired().await
-    }
-}
-
-/// Without `ssl-mode`, sqlx tries TLS and silently falls back to plaintext
-/// (`PREFERRED`): fine on one host, not across a network, where session
-/// data and the password would travel in clear.
-fn warn_if_plaintext(options: &MySqlConnectOptions) {
-    let loopback = options.get_socket().is_some()
-        || matches!(
-            options.get_host(),
-            "localhost" | "127.0.0.1" | "::1" | "[::1]"
-        );
-    if !loopback
-        && matches!(
-            options.get_ssl_mode(),
-            MySqlSslMode::Preferred | MySqlSslMode::Disabled
-        )
-    {
-        tracing::warn!(
-            store = "mysql",
-            host = options.get_host(),
-            "store.url reaches a database over the network without requiring TLS: add ?ssl-mode=required (or verify_identity)"
-        );
-    }
-}
-
-/// A pool that connects lazily, gives up on a connection after `timeout`,
-/// and tests idle connections before use, so it heals after an outage.
-fn pool(options: MySqlConnectOptions, timeout: Duration) -> MySqlPool {
-    let lock_wait_secs = timeout.as_secs().max(1);
-    MySqlPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .acquire_timeout(timeout)
-        .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire(true)
-        .after_connect(move |conn, _| Box::pin(limit_lock_wait(conn, lock_wait_secs)))
-        .connect_lazy_with(options)
-}
-
-/// Lock waits end with an error well before MySQL's default of 50 seconds.
-async fn limit_lock_wait(conn: &mut MySqlConnection, seconds: u64) -> Result<(), sqlx::Error> {
-    sqlx::query("SET SESSION innodb_lock_wait_timeout = ?")
-        .bind(seconds)
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// Runs `CREATE TABLE IF NOT EXISTS`, telling "cannot connect" (the URL)
-/// apart from "cannot create" (the table).
-async fn create_table(shared: &Shared, timeout: Duration) -> Result<()> {
-    let mut conn = shared.pool.acquire().await.map_err(|e| {
-        Error::config(
-            "store.url",
-            format!("cannot connect to the database to create the table: {e}"),
-        )
-    })?;
-    let created = tokio::time::timeout(timeout, query(&shared.sql.create).execute(&mut *conn))
-        .await
-        .map_err(|_| Error::config("store.table", "CREATE TABLE did not finish in time"))?;
-    created
-        .map(|_| ())
-        .map_err(|e| Error::config("store.table", format!("cannot create the table: {e}")))
-}
-
-fn spawn_cleanup(shared: Weak<Shared>, every: Duration) {
-    tokio::spawn(async move {
-        // The first run waits one interval, so that a fleet restarting at
-        // once does not clean all at once.
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let Some(store) = shared.upgrade() else {
-                return;
-            };
-            if let Err(error) = store.delete_expired().await {
-                tracing::warn!(store = "mysql", %error, "cleanup of expired sessions failed");
-            }
-        }
-    });
-}
-
-impl Shared {
-    /// Deletes expired rows one bounded batch at a time until none is left.
-    async fn delete_expired(&self) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let now = expired_up_to(now_millis());
-            let batch = query(&self.sql.cleanup)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| failed("cleanup", e))?
-                .rows_affected();
-            total += batch;
-            if batch < CLEANUP_BATCH {
-                return Ok(total);
-            }
-            tokio::time::sleep(CLEANUP_PAUSE).await;
-        }
     }
 }
 
