@@ -43,6 +43,7 @@ pub async fn run(
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::new(Admin { store, metrics }),
+        config.limits.header_read_timeout.get(),
     ));
     server::serve(public, tls, gateway, &config.limits, stop).await;
     admin_task.abort();

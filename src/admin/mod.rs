@@ -1,4 +1,9 @@
 //! The admin listener, on its own address: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Served with the public listener's care: a request head must arrive
+//! within `limits.header_read_timeout`, and connections are capped, so a
+//! client that connects and says nothing cannot take the port from the
+//! health checks and scrapers that need it.
 
 pub mod metrics;
 
@@ -8,11 +13,12 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::proxy::{ProxyBody, text_body};
 use crate::store::SessionStore;
@@ -38,6 +44,15 @@ impl fmt::Debug for Admin {
 
 /// Readiness waits at most this long for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Admin connections at once: a few probes and scrapers need far fewer,
+/// and more only serve whoever floods the port.
+const MAX_CONNECTIONS: usize = 64;
+/// The largest request head: admin requests are a path and a few headers.
+const MAX_HEAD_BYTES: usize = 8192;
+/// A connection is asked to close after this long, so that one whose client
+/// stopped reading a response cannot hold its place forever; a keep-alive
+/// scraper simply reconnects.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 impl Admin {
     async fn answer(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
@@ -95,10 +110,21 @@ fn respond(
     response
 }
 
-/// Serves the admin endpoints until the process exits.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+/// Serves the admin endpoints (HTTP/1.1) until the process exits; a
+/// client must send its request head within `header_read_timeout`.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, header_read_timeout: Duration) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let http = Arc::new(http);
     loop {
-        let (stream, _) = match listener.accept().await {
+        // As on the public listener: excess clients wait in the backlog.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "admin accept failed");
@@ -107,14 +133,27 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
             }
         };
         let admin = admin.clone();
+        let http = http.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request| {
                 let admin = admin.clone();
                 async move { Ok::<_, std::convert::Infallible>(admin.answer(&request).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let served = match tokio::time::timeout(MAX_CONNECTION_AGE, connection.as_mut()).await {
+                Ok(served) => served,
+                Err(_) => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::time::timeout(header_read_timeout, connection)
+                        .await
+                        .unwrap_or(Ok(()))
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "admin connection ended with an error");
+            }
         });
     }
 }

@@ -9,11 +9,17 @@
 //!
 //! At most `upstream.max_connections` requests are in flight; more wait
 //! their turn (within `upstream.timeout`) instead of opening a connection
-//! each, which bounds both the upstream's load and our memory.
+//! each, which bounds both the upstream's load and our memory. A WebSocket
+//! tunnel keeps its place for as long as it is open.
+//!
+//! A request body the client stops sending is cut off after the client
+//! connection's idle limit ([`IdleLimits`]), so a silent client cannot hold
+//! an upstream connection.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -26,10 +32,12 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
 use super::ProxyBody;
+use super::upgrade::Socket;
 use crate::error::Error;
 
 /// An idle connection is closed after this long unused.
@@ -37,6 +45,37 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts on kept connections the upstream closed meanwhile, before the
 /// request goes out on a new one.
 const STALE_RETRIES: usize = 2;
+
+/// The idle limits of the client connection a request came on
+/// (`limits.idle_timeout`, `limits.tunnel_idle_timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct IdleLimits {
+    /// A request body that makes no progress this long is cut off.
+    pub body: Duration,
+    /// A tunnel with no bytes either way this long is closed.
+    pub tunnel: Duration,
+}
+
+tokio::task_local! {
+    /// Set by the listener around everything a client connection runs.
+    /// Carried this way because between the listener and the pool the
+    /// request path holds no per-connection settings, and these two are
+    /// read only here and in [`super::upgrade`].
+    static IDLE_LIMITS: IdleLimits;
+}
+
+impl IdleLimits {
+    /// Runs `future` (a client connection, or one of its HTTP/2 streams)
+    /// under these limits.
+    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        IDLE_LIMITS.scope(self, future)
+    }
+
+    /// The limits of the connection being served, if any.
+    pub fn current() -> Option<Self> {
+        IDLE_LIMITS.try_with(|limits| *limits).ok()
+    }
+}
 
 /// How to open a connection: where, and with TLS or not.
 pub struct Connector {
@@ -70,7 +109,7 @@ impl Connector {
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<ProxyBody>, Error> {
+    async fn connect(&self) -> Result<Conn, Error> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| {
@@ -102,14 +141,16 @@ impl Connector {
 
 /// Starts HTTP/1.1 on `io`; the connection is driven by its own task, which
 /// ends when the upstream or the pool closes it.
-async fn handshake<T>(io: T) -> Result<http1::SendRequest<ProxyBody>, Error>
+async fn handshake<T>(io: T) -> Result<Conn, Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Flattened writes, as on the server side (see `server::Protocols`).
+    let tunnel = Arc::new(OnceLock::new());
+    let socket = Socket::new(io, Arc::clone(&tunnel));
+    // Flattened writes, as on the server side (see `server::connection`).
     let (sender, connection) = http1::Builder::new()
         .writev(false)
-        .handshake(TokioIo::new(io))
+        .handshake(TokioIo::new(socket))
         .await
         .map_err(|e| Error::upstream(describe(&e)))?;
     tokio::spawn(async move {
@@ -117,7 +158,17 @@ where
             tracing::debug!(error = %describe(&error), "upstream connection ended");
         }
     });
-    Ok(sender)
+    Ok(Conn { sender, tunnel })
+}
+
+/// An upstream connection as the pool holds it.
+#[derive(Debug)]
+struct Conn {
+    sender: http1::SendRequest<UpstreamBody>,
+    /// Set when the upstream answers `101`: the socket, now a tunnel's,
+    /// keeps the request's place in flight (see [`Socket`]); the pool never
+    /// sees the connection again.
+    tunnel: Arc<OnceLock<OwnedSemaphorePermit>>,
 }
 
 /// The upstream's connections: idle ones kept for reuse, and a cap on
@@ -129,11 +180,13 @@ pub struct Pool {
     /// oldest from the front.
     idle: Mutex<VecDeque<Idle>>,
     in_flight: Arc<Semaphore>,
+    /// `upstream.max_connections`, for the log.
+    max_connections: usize,
 }
 
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<ProxyBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -145,6 +198,7 @@ impl Pool {
             connector,
             idle: Mutex::new(VecDeque::new()),
             in_flight: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
         })
     }
 
@@ -152,28 +206,34 @@ impl Pool {
     /// response head; the body hands the connection back when it ends.
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<ProxyBody>,
+        request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, Error> {
-        let permit = Arc::clone(&self.in_flight)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::upstream("the upstream pool is closed"))?;
+        let idle = IdleLimits::current().map(|limits| limits.body);
+        let mut request = request.map(|body| UpstreamBody::new(body, idle));
+        let permit = self.place_in_flight().await?;
         for attempt in 0..=STALE_RETRIES {
             let kept = if attempt < STALE_RETRIES {
                 self.take_idle().await
             } else {
                 None
             };
-            let mut sender = match kept {
-                Some(sender) => sender,
+            let mut conn = match kept {
+                Some(conn) => conn,
                 // Boxed: connecting (TLS included) needs far more state than a
                 // request on a kept connection, and every request would carry it.
                 None => Box::pin(self.connector.connect()).await?,
             };
-            match sender.try_send_request(request).await {
+            match conn.sender.try_send_request(request).await {
                 Ok(response) => {
+                    let permit = if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        // The socket keeps it for the tunnel's life.
+                        let _ = conn.tunnel.set(permit);
+                        None
+                    } else {
+                        Some(permit)
+                    };
                     let lease = Lease {
-                        sender,
+                        conn,
                         pool: Arc::clone(self),
                         _permit: permit,
                     };
@@ -197,17 +257,39 @@ impl Pool {
         ))
     }
 
+    /// A place among the requests in flight, waiting for one to free if
+    /// all are taken. The caller's `upstream.timeout` bounds the wait; a
+    /// wait it cuts short is logged as what it is, an exhausted pool, and
+    /// not as a slow upstream.
+    async fn place_in_flight(&self) -> Result<OwnedSemaphorePermit, Error> {
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => {
+                return Err(Error::upstream("the upstream pool is closed"));
+            }
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        let mut waiting = Exhausted {
+            since: Instant::now(),
+            max: self.max_connections,
+            over: false,
+        };
+        let permit = Arc::clone(&self.in_flight).acquire_owned().await;
+        waiting.over = true;
+        permit.map_err(|_| Error::upstream("the upstream pool is closed"))
+    }
+
     /// The newest idle connection still open, if any.
-    async fn take_idle(&self) -> Option<http1::SendRequest<ProxyBody>> {
+    async fn take_idle(&self) -> Option<Conn> {
         loop {
-            let mut sender = self.lock_idle().pop_back()?.sender;
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let mut conn = self.lock_idle().pop_back()?.conn;
+            if conn.sender.ready().await.is_ok() {
+                return Some(conn);
             }
         }
     }
 
-    fn put_idle(&self, sender: http1::SendRequest<ProxyBody>) {
+    fn put_idle(&self, conn: Conn) {
         let now = Instant::now();
         let mut idle = self.lock_idle();
         while idle
@@ -216,7 +298,7 @@ impl Pool {
         {
             idle.pop_front();
         }
-        idle.push_back(Idle { sender, since: now });
+        idle.push_back(Idle { conn, since: now });
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
@@ -225,33 +307,142 @@ impl Pool {
     }
 }
 
-/// One request's hold on a connection and on a place in flight.
+/// Logs, when dropped before the wait is `over`, that a request gave up
+/// waiting for a free upstream connection.
+struct Exhausted {
+    since: Instant,
+    max: usize,
+    over: bool,
+}
+
+impl Drop for Exhausted {
+    fn drop(&mut self) {
+        if self.over {
+            return;
+        }
+        tracing::warn!(
+            max_connections = self.max,
+            "upstream pool exhausted: no free upstream connection within {:?} \
+             (all upstream.max_connections are in use)",
+            self.since.elapsed()
+        );
+    }
+}
+
+/// One request's hold on a connection and on a place in flight (`None`
+/// once a tunnel's socket holds it).
 #[derive(Debug)]
 struct Lease {
-    sender: http1::SendRequest<ProxyBody>,
+    conn: Conn,
     pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Lease {
     /// The response ended: the connection can carry the next request.
     fn release(self) {
-        let Lease { sender, pool, .. } = self;
-        if sender.is_ready() {
-            pool.put_idle(sender);
-        } else if !sender.is_closed()
+        let Lease { conn, pool, .. } = self;
+        if conn.sender.is_ready() {
+            pool.put_idle(conn);
+        } else if !conn.sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             // Still finishing (the request body, or an upgrade): wait
             // for it off the request path.
-            let mut sender = sender;
+            let mut conn = conn;
             runtime.spawn(async move {
-                let ready = tokio::time::timeout(IDLE_TIMEOUT, sender.ready()).await;
+                let ready = tokio::time::timeout(IDLE_TIMEOUT, conn.sender.ready()).await;
                 if let Ok(Ok(())) = ready {
-                    pool.put_idle(sender);
+                    pool.put_idle(conn);
                 }
             });
         }
+    }
+}
+
+/// The request body on its way upstream. When the upstream waits for more
+/// and the client sends nothing for the idle limit, the body fails: the
+/// upstream connection closes and its place in flight frees.
+struct UpstreamBody {
+    inner: ProxyBody,
+    idle: Option<Duration>,
+    /// Made on the first wait only: most bodies never wait.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs for the current wait.
+    armed: bool,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    fn new(inner: ProxyBody, idle: Option<Duration>) -> Self {
+        Self {
+            inner,
+            idle,
+            timer: None,
+            armed: false,
+        }
+    }
+}
+
+/// The request body stopped: the client sent nothing for the idle limit.
+#[derive(Debug)]
+struct RequestBodyStalled(Duration);
+
+impl std::fmt::Display for RequestBodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client sent no request body for {:?}", self.0)
+    }
+}
+
+impl std::error::Error for RequestBodyStalled {}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.armed = false;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let Some(idle) = this.idle else {
+            return Poll::Pending;
+        };
+        if !this.armed {
+            // An idle limit past the clock's range never fires.
+            let Some(deadline) = tokio::time::Instant::now().checked_add(idle) else {
+                return Poll::Pending;
+            };
+            match &mut this.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            this.armed = true;
+        }
+        let Some(timer) = this.timer.as_mut() else {
+            return Poll::Pending;
+        };
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Some(Err(Box::new(RequestBodyStalled(idle)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

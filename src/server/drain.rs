@@ -4,9 +4,6 @@
 //! Our own, because hyper-util's `GracefulShutdown` cannot watch an HTTP/1.1
 //! connection that allows upgrades (WebSocket).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use tokio::sync::watch;
 
 /// Held by the listener: starts the drain and waits for it.
@@ -43,23 +40,11 @@ impl Drain {
 }
 
 impl Watcher {
-    /// Drives `connection` to its end; once the drain starts, `shutdown`
-    /// asks it to close gracefully, and it is driven until it has.
-    pub async fn watch<C, E>(
-        mut self,
-        connection: C,
-        shutdown: impl FnOnce(Pin<&mut C>),
-    ) -> Result<(), E>
-    where
-        C: Future<Output = Result<(), E>>,
-    {
-        let mut connection = std::pin::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => return result,
-            // An error means the listener is gone: drain as well.
-            _ = self.started.wait_for(|started| *started) => shutdown(connection.as_mut()),
-        }
-        connection.await
+    /// Completes once the drain has started: the connection should then
+    /// close after its requests in flight.
+    pub async fn draining(&mut self) {
+        // An error means the listener is gone: drain as well.
+        let _ = self.started.wait_for(|started| *started).await;
     }
 }
 
@@ -72,32 +57,30 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_drain_waits_for_connections_and_asks_them_to_close() {
+    async fn the_drain_waits_for_connections_and_tells_them_to_close() {
         let drain = Drain::new();
-        let asked = Arc::new(AtomicBool::new(false));
+        let told = Arc::new(AtomicBool::new(false));
         let (finish, finished) = tokio::sync::oneshot::channel::<()>();
         let watched = {
-            let watcher = drain.watcher();
-            let asked = asked.clone();
+            let mut watcher = drain.watcher();
+            let told = told.clone();
             tokio::spawn(async move {
-                let connection = async move { finished.await.map_err(|_| ()) };
-                watcher
-                    .watch(connection, |_| asked.store(true, Ordering::SeqCst))
-                    .await
+                watcher.draining().await;
+                told.store(true, Ordering::SeqCst);
+                // The connection finishes its request, then closes.
+                let _ = finished.await;
+                drop(watcher);
             })
         };
         let draining = tokio::spawn(drain.run());
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            asked.load(Ordering::SeqCst),
-            "the connection was asked to close"
-        );
+        assert!(told.load(Ordering::SeqCst), "the connection was told");
         assert!(
             !draining.is_finished(),
             "the drain waits for the open connection"
         );
         finish.send(()).expect("the connection is waiting");
-        assert_eq!(watched.await.expect("joined"), Ok(()));
+        watched.await.expect("joined");
         tokio::time::timeout(Duration::from_secs(1), draining)
             .await
             .expect("the drain ends once the connection has closed")

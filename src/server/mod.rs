@@ -1,28 +1,32 @@
 //! The public listener: accepts connections (plain or TLS), bounds them,
 //! serves HTTP/1.1 (and HTTP/2 when TLS negotiates it by ALPN), and drains
 //! on shutdown.
+//!
+//! Every connection holds one of `limits.max_connections` permits for as
+//! long as its socket lives, a WebSocket tunnel's life included; it is
+//! closed when it goes idle (see `idle`).
 
+mod connection;
 mod drain;
+mod idle;
 pub mod shutdown;
 pub mod tls;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use self::drain::{Drain, Watcher};
+use self::connection::Protocols;
+use self::drain::Drain;
 use crate::config::LimitsConfig;
 use crate::gateway::Gateway;
 use crate::proxy::Connection;
+use crate::proxy::pool::IdleLimits;
+use crate::proxy::upgrade::Socket;
 
 /// Serves `listener` until `stop` completes, then waits up to
 /// `limits.drain_timeout` for requests in flight.
@@ -33,7 +37,11 @@ pub async fn serve(
     limits: &LimitsConfig,
     stop: impl Future<Output = ()>,
 ) {
-    let protocols = Arc::new(Protocols::new(limits));
+    let idle_limits = IdleLimits {
+        body: limits.idle_timeout.get(),
+        tunnel: limits.tunnel_idle_timeout.get(),
+    };
+    let protocols = Arc::new(Protocols::new(limits, idle_limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let drain = Drain::new();
     let handshake_timeout = limits.header_read_timeout.get();
@@ -61,50 +69,47 @@ pub async fn serve(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
+        // The permit lives as long as the socket: a WebSocket tunnel's
+        // life included.
+        let socket = Socket::new(stream, permit);
         let gateway = gateway.clone();
         let protocols = protocols.clone();
         let watcher = drain.watcher();
-        match tls.clone() {
-            None => {
-                let connection = Connection::new(peer, false);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    serve_http1(&protocols, watcher, stream, gateway, connection).await;
-                });
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let connection = Connection::new(peer, true);
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        // Boxed: an HTTP/2 connection's state is large, and
-                        // most connections are HTTP/1.1.
-                        Box::pin(serve_http2(
-                            &protocols, watcher, stream, gateway, connection,
-                        ))
-                        .await;
-                    } else {
-                        serve_http1(&protocols, watcher, stream, gateway, connection).await;
+        // Two tasks, not one with a branch: a task is as large as its
+        // largest state, and a plain connection need not carry TLS's.
+        let Some(acceptor) = tls.clone() else {
+            let connection = Connection::new(peer, false);
+            tokio::spawn(idle_limits.scope(async move {
+                protocols
+                    .serve_http1(watcher, socket, gateway, connection)
+                    .await;
+            }));
+            continue;
+        };
+        tokio::spawn(idle_limits.scope(async move {
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
                     }
-                });
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let connection = Connection::new(peer, true);
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                // Boxed: an HTTP/2 connection's state is large, and most
+                // connections are HTTP/1.1.
+                Box::pin(protocols.serve_http2(watcher, stream, gateway, connection)).await;
+            } else {
+                protocols
+                    .serve_http1(watcher, stream, gateway, connection)
+                    .await;
             }
-        }
+        }));
     }
     drop(listener);
     let drain_timeout = limits.drain_timeout.get();
@@ -118,89 +123,4 @@ pub async fn serve(
     {
         tracing::warn!("drain timeout reached; closing the remaining connections");
     }
-}
-
-/// How connections are served: the request head bounded in size (hyper
-/// answers 431 past it) and in time.
-struct Protocols {
-    http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
-}
-
-impl Protocols {
-    fn new(limits: &LimitsConfig) -> Self {
-        let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout.get())
-            .max_header_size(limits.max_header_bytes)
-            .max_buf_size(limits.max_header_bytes)
-            // One contiguous write per response head (and small body)
-            // instead of a gather write: measurably cheaper in the kernel
-            // for the small messages a gateway mostly relays.
-            .writev(false);
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        Self { http1, http2 }
-    }
-}
-
-async fn serve_http1<I>(
-    protocols: &Protocols,
-    watcher: Watcher,
-    io: I,
-    gateway: Arc<Gateway>,
-    connection: Connection,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = connection.peer;
-    let served = protocols
-        .http1
-        .serve_connection(TokioIo::new(io), service(gateway, connection))
-        .with_upgrades();
-    let shutdown = |served: Pin<&mut _>| http1::UpgradeableConnection::graceful_shutdown(served);
-    if let Err(error) = watcher.watch(served, shutdown).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
-    }
-}
-
-async fn serve_http2<I>(
-    protocols: &Protocols,
-    watcher: Watcher,
-    io: I,
-    gateway: Arc<Gateway>,
-    connection: Connection,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = connection.peer;
-    let served = protocols
-        .http2
-        .serve_connection(TokioIo::new(io), service(gateway, connection));
-    let shutdown = |served: Pin<&mut _>| http2::Connection::graceful_shutdown(served);
-    if let Err(error) = watcher.watch(served, shutdown).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
-    }
-}
-
-/// Each request on the connection goes through the gateway.
-fn service(
-    gateway: Arc<Gateway>,
-    connection: Connection,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::proxy::ProxyBody>,
-    Error = std::convert::Infallible,
-    Future = impl Future<
-        Output = Result<http::Response<crate::proxy::ProxyBody>, std::convert::Infallible>,
-    > + Send,
-> + Clone {
-    service_fn(move |request| {
-        let gateway = gateway.clone();
-        let connection = connection.clone();
-        async move { Ok(gateway.handle(request, &connection).await) }
-    })
 }

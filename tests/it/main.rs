@@ -16,6 +16,7 @@ mod cli;
 mod cookie_store;
 mod gateway_stores;
 mod hardening;
+mod hardening_limits;
 mod packaging;
 mod protocol;
 mod proxy;
