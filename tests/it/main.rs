@@ -18,6 +18,7 @@ mod gateway_stores;
 mod hardening;
 mod hardening_limits;
 mod packaging;
+mod properties;
 mod protocol;
 mod proxy;
 mod server_session;
