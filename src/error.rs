@@ -135,6 +135,18 @@ impl Error {
         )
     }
 
+    /// Every upstream connection stayed in use for `waited`: the upstream
+    /// never got the request (a 504, but said as what it is).
+    pub fn upstream_pool_exhausted(waited: Duration, max_connections: usize) -> Self {
+        Self::new(
+            Kind::UpstreamTimeout,
+            format!(
+                "upstream pool exhausted: no free upstream connection within {waited:?} (all {max_connections} upstream.max_connections in use)"
+            ),
+            None,
+        )
+    }
+
     /// The backend's session instructions are malformed.
     pub fn invalid_update(message: impl Into<String>) -> Self {
         Self::new(Kind::InvalidUpdate, message, None)

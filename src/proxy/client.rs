@@ -88,7 +88,8 @@ impl Upstream {
     /// `upstream.timeout` (a wait for a free connection included). The
     /// body then streams at the client's pace.
     pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<PooledBody>, Error> {
-        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.pool.send(request, deadline)).await {
             Ok(result) => result,
             Err(_) => Err(Error::upstream_timeout(self.timeout)),
         }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod forward;
 pub mod headers;
+mod idle;
 pub mod pool;
 pub mod upgrade;
 

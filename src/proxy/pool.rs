@@ -17,7 +17,6 @@
 //! an upstream connection.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -33,10 +32,11 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
-use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
 use super::ProxyBody;
+pub use super::idle::IdleLimits;
+use super::idle::UpstreamBody;
 use super::upgrade::Socket;
 use crate::error::Error;
 
@@ -45,37 +45,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts on kept connections the upstream closed meanwhile, before the
 /// request goes out on a new one.
 const STALE_RETRIES: usize = 2;
-
-/// The idle limits of the client connection a request came on
-/// (`limits.idle_timeout`, `limits.tunnel_idle_timeout`).
-#[derive(Clone, Copy, Debug)]
-pub struct IdleLimits {
-    /// A request body that makes no progress this long is cut off.
-    pub body: Duration,
-    /// A tunnel with no bytes either way this long is closed.
-    pub tunnel: Duration,
-}
-
-tokio::task_local! {
-    /// Set by the listener around everything a client connection runs.
-    /// Carried this way because between the listener and the pool the
-    /// request path holds no per-connection settings, and these two are
-    /// read only here and in [`super::upgrade`].
-    static IDLE_LIMITS: IdleLimits;
-}
-
-impl IdleLimits {
-    /// Runs `future` (a client connection, or one of its HTTP/2 streams)
-    /// under these limits.
-    pub fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
-        IDLE_LIMITS.scope(self, future)
-    }
-
-    /// The limits of the connection being served, if any.
-    pub fn current() -> Option<Self> {
-        IDLE_LIMITS.try_with(|limits| *limits).ok()
-    }
-}
 
 /// How to open a connection: where, and with TLS or not.
 pub struct Connector {
@@ -204,13 +173,16 @@ impl Pool {
 
     /// Sends `request` on a kept connection, or a new one, and returns the
     /// response head; the body hands the connection back when it ends.
+    /// Sends `request`; a wait for a free connection ends at `deadline`
+    /// with an error that says so.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<ProxyBody>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<PooledBody>, Error> {
         let idle = IdleLimits::current().map(|limits| limits.body);
         let mut request = request.map(|body| UpstreamBody::new(body, idle));
-        let permit = self.place_in_flight().await?;
+        let permit = self.place_in_flight(deadline).await?;
         for attempt in 0..=STALE_RETRIES {
             let kept = if attempt < STALE_RETRIES {
                 self.take_idle().await
@@ -261,7 +233,10 @@ impl Pool {
     /// all are taken. The caller's `upstream.timeout` bounds the wait; a
     /// wait it cuts short is logged as what it is, an exhausted pool, and
     /// not as a slow upstream.
-    async fn place_in_flight(&self) -> Result<OwnedSemaphorePermit, Error> {
+    async fn place_in_flight(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<OwnedSemaphorePermit, Error> {
         match Arc::clone(&self.in_flight).try_acquire_owned() {
             Ok(permit) => return Ok(permit),
             Err(TryAcquireError::Closed) => {
@@ -274,9 +249,16 @@ impl Pool {
             max: self.max_connections,
             over: false,
         };
-        let permit = Arc::clone(&self.in_flight).acquire_owned().await;
+        let permit =
+            tokio::time::timeout_at(deadline, Arc::clone(&self.in_flight).acquire_owned()).await;
         waiting.over = true;
-        permit.map_err(|_| Error::upstream("the upstream pool is closed"))
+        match permit {
+            Ok(permit) => permit.map_err(|_| Error::upstream("the upstream pool is closed")),
+            Err(_) => Err(Error::upstream_pool_exhausted(
+                waiting.since.elapsed(),
+                self.max_connections,
+            )),
+        }
     }
 
     /// The newest idle connection still open, if any.
@@ -357,92 +339,6 @@ impl Lease {
                 }
             });
         }
-    }
-}
-
-/// The request body on its way upstream. When the upstream waits for more
-/// and the client sends nothing for the idle limit, the body fails: the
-/// upstream connection closes and its place in flight frees.
-struct UpstreamBody {
-    inner: ProxyBody,
-    idle: Option<Duration>,
-    /// Made on the first wait only: most bodies never wait.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The timer runs for the current wait.
-    armed: bool,
-}
-
-impl std::fmt::Debug for UpstreamBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody")
-            .field("idle", &self.idle)
-            .finish_non_exhaustive()
-    }
-}
-
-impl UpstreamBody {
-    fn new(inner: ProxyBody, idle: Option<Duration>) -> Self {
-        Self {
-            inner,
-            idle,
-            timer: None,
-            armed: false,
-        }
-    }
-}
-
-/// The request body stopped: the client sent nothing for the idle limit.
-#[derive(Debug)]
-struct RequestBodyStalled(Duration);
-
-impl std::fmt::Display for RequestBodyStalled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the client sent no request body for {:?}", self.0)
-    }
-}
-
-impl std::error::Error for RequestBodyStalled {}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.armed = false;
-            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
-        }
-        let Some(idle) = this.idle else {
-            return Poll::Pending;
-        };
-        if !this.armed {
-            // An idle limit past the clock's range never fires.
-            let Some(deadline) = tokio::time::Instant::now().checked_add(idle) else {
-                return Poll::Pending;
-            };
-            match &mut this.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            this.armed = true;
-        }
-        let Some(timer) = this.timer.as_mut() else {
-            return Poll::Pending;
-        };
-        ready!(timer.as_mut().poll(cx));
-        Poll::Ready(Some(Err(Box::new(RequestBodyStalled(idle)))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

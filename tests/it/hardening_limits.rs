@@ -217,6 +217,10 @@ async fn a_full_upstream_pool_is_logged_as_such() {
         log.contains("no free upstream connection within"),
         "the log names the full pool, not a slow upstream: {log}"
     );
+    assert!(
+        !log.contains("upstream sent no response"),
+        "the request's error line blames a slow upstream: {log}"
+    );
 }
 
 // ---------------------------------------------------------------- tunnels
