@@ -389,3 +389,17 @@ async fn a_regenerate_moves_the_session_and_kills_the_old_cookie() {
         assert_eq!(old.get(&gateway.url("/")).await.session(), json!({}));
     }
 }
+
+/// Item 20: a MySQL URL that reaches another host without requiring TLS is
+/// warned about at start (`.invalid` never resolves: nothing is contacted).
+#[tokio::test]
+async fn a_mysql_url_without_tls_to_another_host_is_warned_about() {
+    let upstream = Upstream::start().await;
+    let yaml = "store:\n  type: mysql\n  url: mysql://app:hunter2@db.invalid:3306/sessions\n  create_table: false\n";
+    let mut gateway = Gateway::start(&upstream, yaml).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gateway.kill();
+    let log = gateway.stderr();
+    assert!(log.contains("without requiring TLS"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+}
