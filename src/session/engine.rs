@@ -262,29 +262,20 @@ impl Engine {
         } else {
             None
         };
-        let label = session_label(&id);
-        let written = match (&self.sessions, new_id) {
-            (Sessions::Sealed { .. }, new_id) => change
-                .apply(Some(record))
-                .map(|record| (new_id.unwrap_or(id), record))
-                .map_err(Refusal::into_error),
-            (Sessions::Server(store), None) => {
-                store.update(&id, &change).await.map(|record| (id, record))
-            }
-            (Sessions::Server(store), Some(new_id)) => store
-                .regenerate(&id, &new_id, &change)
-                .await
-                .map(|record| (new_id, record)),
+        let written = match (&self.sessions, &new_id) {
+            (Sessions::Sealed { .. }, _) => change.apply(Some(record)).map_err(Refusal::into_error),
+            (Sessions::Server(store), None) => store.update(&id, &change).await,
+            (Sessions::Server(store), Some(new_id)) => store.regenerate(&id, new_id, &change).await,
         };
         match written {
-            Ok(written) => {
+            Ok(record) => {
                 if is_new {
                     metrics::counter!("sessiongate_sessions_created_total").increment(1);
                 }
-                Ok(Some(written))
+                Ok(Some((new_id.unwrap_or(id), record)))
             }
             Err(error) if error.is_session_gone() => {
-                tracing::warn!(session = %label, "an update arrived for a session that was destroyed or moved meanwhile: it was not applied");
+                tracing::warn!(session = %session_label(&id), "an update arrived for a session that was destroyed or moved meanwhile: it was not applied");
                 metrics::counter!("sessiongate_session_updates_dropped_total").increment(1);
                 Ok(None)
             }
