@@ -13,6 +13,7 @@ TARGETS = [
     ("nginx", "nginx proxy_pass, keep-alive"),
     ("express", "express-session + connect-redis"),
     ("sessiongate-cookie", "sessiongate, cookie store"),
+    ("sessiongate-cookie-routes", "sessiongate, cookie store, 20 routes"),
     ("sessiongate-redis", "sessiongate, Redis store"),
 ]
 WORKLOADS = [
@@ -234,6 +235,13 @@ def main():
         v = a and a["hwm"]
         check(f"{STORE[store]} store, RSS ≤ 64 MiB with 1,000 connections (peak)", v, lambda x: x <= 64,
               fmt(v, ".1f") + " MiB")
+    # Route matching: the cookie store behind 20 routes that never match
+    # against the cookie store alone, per proxy CPU-second (throughput moves
+    # by ~10% between runs on a shared machine; CPU per request less).
+    a, b = rows.get(("sessiongate-cookie-routes", "read")), rows.get(("sessiongate-cookie", "read"))
+    r = ratio(a and a["per_cpu_s"], b and b["per_cpu_s"])
+    check("20 routes, read ≥ 0.97× the cookie store without routes (req/CPU-s)", r, lambda v: v >= 0.97,
+          fmt(r, ".3f") + "×")
     for workload in ("read", "conn1000"):
         a = rows.get(("sessiongate-redis", workload))
         v = a and a["redis_writes"]

@@ -25,6 +25,9 @@ pub async fn run(
             None
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
     let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
     let store = sessions.server().cloned();

@@ -1,7 +1,11 @@
 //! One request's trip through the gateway, phase by phase, in the order
 //! they run:
 //!
-//! 1. **resolve the session** from the cookie and the store;
+//! 0. **choose the route**: its backend and session rule; refuse a
+//!    cross-origin request, or one without an identity on a `required`
+//!    route, before the backend runs;
+//! 1. **resolve the session** from the cookie and the store (not on a
+//!    `session: off` route);
 //! 2. **build the upstream request**: target, forwarded headers, the
 //!    session written in and the session cookie taken out;
 //! 3. **send** it and wait for the response head;
@@ -20,10 +24,12 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use ipnet::IpNet;
 
+use crate::config::RouteSession;
 use crate::config::{Config, Secrets};
 use crate::error::{Error, Result};
 use crate::proxy::pool::PooledBody;
-use crate::proxy::{Client, Connection, ProxyBody, Upstream, forward, headers, text_body, upgrade};
+use crate::proxy::{Client, Connection, ProxyBody, forward, headers, text_body, upgrade};
+use crate::route::{Route, Routes};
 use crate::session::{Engine, Session};
 use crate::store::Sessions;
 
@@ -31,7 +37,7 @@ use crate::store::Sessions;
 #[derive(Debug)]
 pub struct Gateway {
     engine: Engine,
-    upstream: Upstream,
+    routes: Routes,
     trusted_proxies: Vec<IpNet>,
     metrics: RequestMetrics,
 }
@@ -48,11 +54,11 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// A configuration error when the upstream is unusable.
+    /// A configuration error when an upstream is unusable.
     pub fn new(config: &Config, secrets: &Secrets, sessions: Sessions) -> Result<Self> {
         Ok(Self {
             engine: Engine::new(config, secrets, sessions),
-            upstream: Upstream::new(&config.upstream)?,
+            routes: Routes::new(config)?,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: RequestMetrics::new(),
         })
@@ -80,18 +86,38 @@ impl Gateway {
         response
     }
 
-    /// Phases 1 to 5.
+    /// Phases 0 to 5.
     async fn forward(
         &self,
         mut request: Request<Incoming>,
         connection: &Connection,
     ) -> Result<Response<ProxyBody>> {
+        let route = self.routes.select(&request)?;
+        if !self.routes.allows_origin(route, &request) {
+            return Ok(cross_origin_refusal());
+        }
         let client = Client::of(&request, connection, &self.trusted_proxies);
-        let session = self.engine.resolve(request.headers()).await?;
+        let session = match route.session {
+            RouteSession::Off => None,
+            RouteSession::Optional => Some(self.engine.resolve(request.headers()).await?),
+            RouteSession::Required => {
+                let session = self.engine.resolve(request.headers()).await?;
+                if !self.engine.has_identity(&session) {
+                    return Ok(route.login_required(&request));
+                }
+                Some(session)
+            }
+        };
         let pending = take_upgrade(&mut request);
-        let outgoing =
-            self.upstream_request(request, connection, client, &session, pending.is_some())?;
-        let response = self.send(outgoing).await?;
+        let outgoing = self.upstream_request(
+            request,
+            route,
+            connection,
+            client,
+            session.as_ref(),
+            pending.is_some(),
+        )?;
+        let response = self.send(route, outgoing).await?;
         self.respond(response, pending, session, client).await
     }
 
@@ -99,22 +125,27 @@ impl Gateway {
     fn upstream_request(
         &self,
         request: Request<Incoming>,
+        route: &Route,
         connection: &Connection,
         client: Client,
-        session: &Session,
+        session: Option<&Session>,
         upgrading: bool,
     ) -> Result<Request<ProxyBody>> {
         let mut outgoing =
-            forward::upstream_request(request, &self.upstream, connection, client, upgrading)?;
+            forward::upstream_request(request, &route.upstream, connection, client, upgrading)?;
         self.engine
             .prepare_upstream(session, outgoing.headers_mut())?;
         Ok(outgoing)
     }
 
     /// Phase 3: the upstream's response head, timed.
-    async fn send(&self, outgoing: Request<ProxyBody>) -> Result<Response<PooledBody>> {
+    async fn send(
+        &self,
+        route: &Route,
+        outgoing: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>> {
         let started = Instant::now();
-        let response = self.upstream.send(outgoing).await?;
+        let response = route.upstream.send(outgoing).await?;
         self.metrics
             .upstream_duration
             .record(started.elapsed().as_secs_f64());
@@ -127,7 +158,7 @@ impl Gateway {
         &self,
         mut response: Response<PooledBody>,
         pending: Option<PendingUpgrade>,
-        session: Session,
+        session: Option<Session>,
         client: Client,
     ) -> Result<Response<ProxyBody>> {
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -140,9 +171,14 @@ impl Gateway {
         };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers, upgraded);
-        self.engine
-            .commit(session, &mut parts.headers, client.https)
-            .await?;
+        match session {
+            Some(session) => {
+                self.engine
+                    .commit(session, &mut parts.headers, client.https)
+                    .await?
+            }
+            None => self.engine.discard_instructions(&mut parts.headers),
+        }
         Ok(Response::from_parts(parts, body.boxed()))
     }
 }
@@ -196,6 +232,21 @@ impl RequestMetrics {
 
 fn requests_counter(status: StatusCode) -> metrics::Counter {
     metrics::counter!("sessiongate_requests_total", "status" => status.as_str().to_owned())
+}
+
+/// 403 for a cross-origin request the route does not accept.
+fn cross_origin_refusal() -> Response<ProxyBody> {
+    let mut response = Response::new(text_body("Forbidden: cross-origin request\n"));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    for (name, value) in [
+        (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (http::header::CACHE_CONTROL, "no-store"),
+    ] {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Phase 6 for a failed request: the client sees a short status text; the

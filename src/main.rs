@@ -123,6 +123,9 @@ fn check(path: &Path) -> Result<(), Error> {
         install_crypto_provider();
         sessiongate::server::tls::acceptor(tls)?;
     }
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: configuration is valid (store: {})",
         path.display(),

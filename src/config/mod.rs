@@ -9,6 +9,7 @@
 mod duration;
 mod env;
 mod load;
+mod routes;
 pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +22,9 @@ use serde::{Deserialize, Deserializer};
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
+pub use routes::{
+    CsrfConfig, HostPattern, PathPrefix, RouteConfig, RouteSession, normalize_origin,
+};
 pub use store::{
     AwsConfig, CookieStoreConfig, DynamoConfig, MemoryStoreConfig, MysqlConfig, RedisConfig,
     StoreConfig,
@@ -53,6 +57,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Log format and level.
     pub log: LogConfig,
+    /// Backends and session work by host and path; first match wins.
+    pub routes: Vec<RouteConfig>,
+    /// Cross-origin protection for unsafe methods.
+    pub csrf: CsrfConfig,
 }
 
 impl Default for Config {
@@ -68,6 +76,8 @@ impl Default for Config {
             headers: HeadersConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            routes: Vec::new(),
+            csrf: CsrfConfig::default(),
         }
     }
 }
@@ -149,6 +159,9 @@ pub struct SessionConfig {
     pub max_bytes: usize,
     /// The session cookie's name and attributes.
     pub cookie: CookieConfig,
+    /// The top-level session key whose value is the user's identity: its
+    /// presence means "signed in" to `session: required` routes.
+    pub identity_key: Option<String>,
 }
 
 /// Secrets never reach a log line, even through `{:?}`.
@@ -165,6 +178,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("keep_expired", &self.keep_expired)
             .field("max_bytes", &self.max_bytes)
             .field("cookie", &self.cookie)
+            .field("identity_key", &self.identity_key)
             .finish()
     }
 }
@@ -182,6 +196,7 @@ impl Default for SessionConfig {
             keep_expired: false,
             max_bytes: 16_384,
             cookie: CookieConfig::default(),
+            identity_key: None,
         }
     }
 }

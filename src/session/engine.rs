@@ -63,6 +63,7 @@ pub struct Engine {
     max_bytes: usize,
     cookie: CookieConfig,
     headers: SessionHeaders,
+    identity_key: Option<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -91,6 +92,7 @@ impl Engine {
             max_bytes: session.max_bytes,
             cookie: session.cookie.clone(),
             headers: SessionHeaders::new(&config.headers.fields),
+            identity_key: session.identity_key.clone(),
         }
     }
 
@@ -147,12 +149,46 @@ impl Engine {
         Ok(found)
     }
 
-    /// Phase 2: the request as the backend must see it.
-    pub fn prepare_upstream(&self, session: &Session, request: &mut HeaderMap) -> Result<()> {
+    /// The session holds an identity (`session.identity_key` set to
+    /// anything but `null`, `false` or `""`): someone signed in.
+    pub fn has_identity(&self, session: &Session) -> bool {
+        let Some(key) = &self.identity_key else {
+            return false;
+        };
+        match session.record.data.get(key) {
+            None | Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::String(text)) => !text.is_empty(),
+            Some(_) => true,
+        }
+    }
+
+    /// Phase 2: the request as the backend must see it. Without a session
+    /// (a `session: off` route) the client's session headers and the
+    /// session cookie are still taken out.
+    pub fn prepare_upstream(
+        &self,
+        session: Option<&Session>,
+        request: &mut HeaderMap,
+    ) -> Result<()> {
         self.headers.strip_forged(request);
         cookies::strip(request, &self.cookie.name);
-        self.headers
-            .write(request, &session.public_id(), &session.record.data)
+        match session {
+            Some(session) => {
+                self.headers
+                    .write(request, &session.public_id(), &session.record.data)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Phase 4 without a session (a `session: off` route): instructions
+    /// the backend sent anyway never reach the client, and are not obeyed.
+    pub fn discard_instructions(&self, response: &mut HeaderMap) {
+        if protocol::remove_instructions(response) {
+            tracing::debug!(
+                "the backend sent session instructions on a route with session: off; ignored"
+            );
+        }
     }
 
     /// Phases 3 and 4: applies the backend's instructions and sets the

@@ -176,6 +176,14 @@ fn invalid_update(reason: impl std::fmt::Display) -> Error {
     Error::invalid_update(format!("X-Session-Update is not a JSON object: {reason}"))
 }
 
+/// Removes every instruction header, in any spelling, unread; says
+/// whether there was one.
+pub fn remove_instructions(headers: &mut HeaderMap) -> bool {
+    let before = headers.len();
+    remove_folded(headers, &INSTRUCTIONS);
+    headers.len() != before
+}
+
 /// Takes the instructions out of a response: they never reach the client.
 pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, Error> {
     if !headers

@@ -21,6 +21,7 @@ mod packaging;
 mod properties;
 mod protocol;
 mod proxy;
+mod routes;
 mod server_session;
 mod store_dynamodb;
 mod store_dynamodb_pk_sk;
