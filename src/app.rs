@@ -29,7 +29,8 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
-    let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
+    let codec = crate::store::codec_for(&config);
+    let sessions = crate::store::open(&config.store, config.session.keep_expired, codec).await?;
     let store = sessions.server().cloned();
     let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
 

@@ -68,8 +68,14 @@ impl Config {
         if tree.is_null() {
             tree = Value::Object(Default::default());
         }
+        let cookie_named = tree
+            .pointer("/session/cookie/name")
+            .is_some_and(|name| !name.is_null());
         let mut config: Config = typed("", tree)?;
         config.store = StoreConfig::from_value(store)?;
+        if config.session.compat == super::Compat::ExpressSession && !cookie_named {
+            config.session.cookie.name = super::EXPRESS_COOKIE_NAME.into();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -103,6 +109,17 @@ impl Config {
                     .collect(),
             };
         for secret in &previous {
+            // express-session takes secrets of any length, so an app moving
+            // behind the gateway may have signed its cookies with a short
+            // one: it may still verify, never sign.
+            if self.session.compat == super::Compat::ExpressSession
+                && secret.chars().count() < MIN_SECRET_LEN
+            {
+                tracing::warn!(
+                    "SESSION_PREVIOUS_SECRETS: a previous secret is shorter than {MIN_SECRET_LEN} characters; accepted only because session.compat is express-session: retire it once its cookies have expired"
+                );
+                continue;
+            }
             check_secret_length("SESSION_PREVIOUS_SECRETS", secret)?;
         }
         Ok(Secrets { current, previous })
@@ -203,6 +220,7 @@ impl Config {
             ));
         }
         super::routes::validate(self)?;
+        super::compat::validate(self)?;
         self.store.validate()
     }
 

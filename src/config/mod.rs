@@ -6,6 +6,7 @@
 //! tree is deserialized into typed sections that refuse unknown keys. Every
 //! error names the key it is about.
 
+mod compat;
 mod duration;
 mod env;
 mod load;
@@ -19,6 +20,7 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use compat::{Compat, EXPRESS_COOKIE_NAME};
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
@@ -162,6 +164,8 @@ pub struct SessionConfig {
     /// The top-level session key whose value is the user's identity: its
     /// presence means "signed in" to `session: required` routes.
     pub identity_key: Option<String>,
+    /// Whose cookie and stored format to speak (a Node app's).
+    pub compat: Compat,
 }
 
 /// Secrets never reach a log line, even through `{:?}`.
@@ -179,6 +183,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("max_bytes", &self.max_bytes)
             .field("cookie", &self.cookie)
             .field("identity_key", &self.identity_key)
+            .field("compat", &self.compat)
             .finish()
     }
 }
@@ -197,6 +202,7 @@ impl Default for SessionConfig {
             max_bytes: 16_384,
             cookie: CookieConfig::default(),
             identity_key: None,
+            compat: Compat::None,
         }
     }
 }

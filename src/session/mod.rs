@@ -7,11 +7,16 @@
 //! * [`sealed`]: the cookie store's AES-256-GCM format;
 //! * [`signed_id`]: the server stores' `id.mac` cookie;
 //! * [`keys`]: per-purpose keys derived from the secrets;
+//! * [`compat`]: the cookie codec `session.compat` picks: ours,
+//!   [`express`]'s `s:` cookie, or [`iron`]'s seal;
 
 pub mod b64;
+pub mod compat;
 pub mod cookies;
 pub mod decision;
 pub mod engine;
+pub mod express;
+pub mod iron;
 pub mod keys;
 pub mod protocol;
 mod response;

@@ -55,7 +55,7 @@ pub use record::{
     now_millis,
 };
 
-use crate::config::StoreConfig;
+use crate::config::{Config, StoreConfig};
 use crate::error::Result;
 
 /// A server-side session store. See the module docs.
@@ -162,12 +162,29 @@ impl Sessions {
     }
 }
 
-/// Opens the store the configuration names.
+/// The record codec `session.compat` asks for: express-session's JSON, or
+/// the native layout. Chosen once, at start-up.
+pub fn codec_for(config: &Config) -> Arc<dyn RecordCodec> {
+    match codec::express::for_config(config) {
+        Some(express) => Arc::new(express),
+        None => Arc::new(NativeCodec),
+    }
+}
+
+/// Opens the store the configuration names, writing records with `codec`.
 ///
 /// # Errors
 ///
 /// A configuration error naming the key when the store cannot work at all.
-pub async fn open(config: &StoreConfig, keep_expired: bool) -> Result<Sessions> {
+pub async fn open(
+    config: &StoreConfig,
+    keep_expired: bool,
+    codec: Arc<dyn RecordCodec>,
+) -> Result<Sessions> {
+    let settings = |timeout| StoreSettings {
+        codec: Arc::clone(&codec),
+        ..StoreSettings::new(timeout, keep_expired)
+    };
     let store: Arc<dyn SessionStore> = match config {
         StoreConfig::Cookie(c) => {
             return Ok(Sessions::Sealed {
@@ -178,20 +195,16 @@ pub async fn open(config: &StoreConfig, keep_expired: bool) -> Result<Sessions> 
             tracing::warn!(
                 "store.type memory keeps sessions in this process only: for development and tests, not production"
             );
-            let settings = StoreSettings::new(memory::TIMEOUT, keep_expired);
-            Arc::new(memory::MemoryStore::open(c, &settings))
+            Arc::new(memory::MemoryStore::open(c, &settings(memory::TIMEOUT)))
         }
         StoreConfig::Redis(c) => {
-            let settings = StoreSettings::new(c.timeout.get(), keep_expired);
-            Arc::new(redis::RedisStore::connect(c, &settings).await?)
+            Arc::new(redis::RedisStore::connect(c, &settings(c.timeout.get())).await?)
         }
         StoreConfig::Dynamodb(c) => {
-            let settings = StoreSettings::new(c.timeout.get(), keep_expired);
-            Arc::new(dynamodb::DynamoStore::connect(c, &settings).await?)
+            Arc::new(dynamodb::DynamoStore::connect(c, &settings(c.timeout.get())).await?)
         }
         StoreConfig::Mysql(c) => {
-            let settings = StoreSettings::new(c.timeout.get(), keep_expired);
-            Arc::new(mysql::MysqlStore::connect(c, &settings).await?)
+            Arc::new(mysql::MysqlStore::connect(c, &settings(c.timeout.get())).await?)
         }
     };
     Ok(Sessions::Server(store))
