@@ -43,6 +43,7 @@ ensure_redis
 ensure_redis_cluster
 ensure_mysql
 ensure_moto
+ensure_node_app
 env | grep '^SESSIONGATE_TEST_' | sort
 
 for check in scripts/checks/*.sh; do

@@ -17,6 +17,7 @@ mod cookie_store;
 mod gateway_stores;
 mod hardening;
 mod hardening_limits;
+mod node_compat;
 mod packaging;
 mod properties;
 mod protocol;

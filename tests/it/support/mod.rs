@@ -68,6 +68,15 @@ impl Drop for Upstream {
     }
 }
 
+/// The gateway binary: cargo's, unless `SESSIONGATE_TEST_BIN` names
+/// another (a copy, when several checkouts share one target directory and
+/// may replace cargo's while the tests run).
+pub fn binary() -> std::ffi::OsString {
+    std::env::var_os("SESSIONGATE_TEST_BIN")
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into())
+}
+
 /// A running gateway process.
 pub struct Gateway {
     pub addr: SocketAddr,
@@ -174,7 +183,7 @@ impl Gateway {
     /// Starts the process and waits for `/healthz`; `Err` holds the log of a
     /// process that exited first.
     async fn try_spawn(&mut self) -> Result<(), String> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+        let mut command = Command::new(binary());
         command
             .arg("--config")
             .arg(&self.config)

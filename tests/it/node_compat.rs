@@ -1,0 +1,221 @@
+//! `session.compat` against the real Node packages: the app under
+//! `tests/node/` (installed by `scripts/test.sh` with `npm ci`) keeps its
+//! sessions with express-session and each store, or with iron-session, and
+//! the gateway in front of the echo backend shares them, both ways, with
+//! one cookie.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{self, Gateway, SECRET, TestClient, Upstream, free_port};
+
+/// The Node app, on a free port, with its store settings in its
+/// environment (never in ours).
+struct NodeApp {
+    child: Child,
+    port: u16,
+}
+
+impl NodeApp {
+    async fn start(store: &str, env: &[(&str, String)]) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+        assert!(
+            dir.join("node_modules/express-session").is_dir(),
+            "tests/node/node_modules is missing: run scripts/test.sh (or `npm ci` in tests/node)"
+        );
+        let port = free_port();
+        let mut command = Command::new("node");
+        command
+            .arg("app.js")
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("SESSION_SECRET", SECRET)
+            .env("STORE", store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("node is installed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the Node app ({store}) exited: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Node app ({store}) did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for NodeApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("OS CSPRNG");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn redis_url() -> String {
+    env_or("SESSIONGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+fn mysql_url() -> String {
+    env_or(
+        "SESSIONGATE_TEST_MYSQL_URL",
+        "mysql://root@127.0.0.1:3306/test",
+    )
+}
+
+/// What the Node app says its session is.
+async fn node_session(client: &mut TestClient, node: &NodeApp) -> Value {
+    let response = client.get(&node.url("/whoami")).await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    response.json()["session"].clone()
+}
+
+/// Both directions on one store: the Node app logs in and the gateway's
+/// backend sees the user; the gateway writes and the Node app sees it; the
+/// cookie either side sets works on the other; the gateway keeps
+/// express-session's `cookie` away from the backend.
+async fn both_directions(gateway: &Gateway, node: &NodeApp, cookie_name: &str) {
+    // The Node app logs in; the backend behind the gateway sees the user.
+    let mut client = TestClient::new();
+    let login = client.get(&node.url("/login?user=ada")).await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    let cookie = client
+        .jar
+        .get(cookie_name)
+        .cloned()
+        .expect("Node set the cookie");
+    let seen = client.get(&gateway.url("/")).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(
+        seen.session(),
+        json!({"user": "ada"}),
+        "the backend never sees `cookie`"
+    );
+    // The gateway writes; the Node app sees it under the same cookie.
+    let written = client
+        .update(&gateway.url("/"), &json!({"role": "admin"}))
+        .await;
+    assert_eq!(written.status, 200);
+    let session = node_session(&mut client, node).await;
+    assert_eq!(session["user"], "ada");
+    assert_eq!(session["role"], "admin");
+    if cookie_name == "connect.sid" {
+        assert_eq!(
+            client.jar.get(cookie_name),
+            Some(&cookie),
+            "one session, one cookie"
+        );
+        assert!(session["cookie"]["originalMaxAge"].is_number(), "{session}");
+        // express-session's own object is the gateway's to keep.
+        let refused = client
+            .update(&gateway.url("/"), &json!({"cookie": null}))
+            .await;
+        assert_eq!(refused.status, 502);
+    }
+
+    // The gateway starts a session; the Node app reads it, writes to it,
+    // and the gateway's backend sees that.
+    let mut other = TestClient::new();
+    let started = other
+        .update(&gateway.url("/"), &json!({"user": "bob"}))
+        .await;
+    assert_eq!(started.status, 200);
+    assert!(
+        other.jar.contains_key(cookie_name),
+        "{:?}",
+        started.set_cookies()
+    );
+    assert_eq!(node_session(&mut other, node).await["user"], "bob");
+    let set = other
+        .get(&node.url(&format!("/set?json={}", support::encode(r#"{"n":1}"#))))
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let seen = other.get(&gateway.url("/")).await;
+    assert_eq!(seen.session(), json!({"user": "bob", "n": 1}));
+
+    // A cookie no secret signed is a new, empty session on the gateway.
+    let mut forged = TestClient::new();
+    forged
+        .jar
+        .insert(cookie_name.into(), "s%3Aforged.bad".into());
+    let fresh = forged.get(&gateway.url("/")).await;
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.session(), json!({}));
+}
+
+fn express(store_yaml: &str) -> String {
+    format!("session:\n  compat: express-session\n{store_yaml}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_redis_both_directions() {
+    let prefix = unique("sgnode:");
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(
+        &upstream,
+        &express(&format!(
+            "store:\n  type: redis\n  url: {}\n  prefix: \"{prefix}\"\n",
+            redis_url()
+        )),
+    )
+    .await;
+    let node = NodeApp::start("redis", &[("REDIS_URL", redis_url()), ("PREFIX", prefix)]).await;
+    both_directions(&gateway, &node, "connect.sid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_mysql_session_both_directions() {
+    let table = unique("sgnode_");
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(
+        &upstream,
+        &express(&format!(
+            "store:\n  type: mysql\n  url: {}\n  table: {table}\n",
+            mysql_url()
+        )),
+    )
+    .await;
+    let node = NodeApp::start("mysql", &[("MYSQL_URL", mysql_url()), ("TABLE", table)]).await;
+    both_directions(&gateway, &node, "connect.sid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iron_session_both_directions() {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(
+        &upstream,
+        "session:\n  compat: iron-session\nstore:\n  type: cookie\n",
+    )
+    .await;
+    let node = NodeApp::start("iron", &[]).await;
+    both_directions(&gateway, &node, "sid").await;
+}
