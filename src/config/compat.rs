@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Config, StoreConfig};
+use super::{Config, DynamoLayout, StoreConfig};
 use crate::error::Error;
 
 /// `session.compat`: whose cookie and stored format the gateway speaks.
@@ -26,6 +26,15 @@ pub const EXPRESS_COOKIE_NAME: &str = "connect.sid";
 pub(super) fn validate(config: &Config) -> Result<(), Error> {
     let session = &config.session;
     let server_store = !matches!(config.store, StoreConfig::Cookie(_));
+    if let StoreConfig::Dynamodb(dynamo) = &config.store
+        && dynamo.layout != DynamoLayout::Native
+        && session.compat != Compat::ExpressSession
+    {
+        return Err(Error::config(
+            "store.layout",
+            "connect-dynamodb and cyclic hold express-session's sessions: they need session.compat: express-session",
+        ));
+    }
     match session.compat {
         Compat::None => Ok(()),
         Compat::ExpressSession if !server_store => Err(Error::config(

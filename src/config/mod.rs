@@ -28,8 +28,8 @@ pub use routes::{
     CsrfConfig, HostPattern, PathPrefix, RouteConfig, RouteSession, normalize_origin,
 };
 pub use store::{
-    AwsConfig, CookieStoreConfig, DynamoConfig, MemoryStoreConfig, MysqlConfig, RedisConfig,
-    StoreConfig,
+    AwsConfig, CookieStoreConfig, DynamoConfig, DynamoLayout, MemoryStoreConfig, MysqlConfig,
+    RedisConfig, StoreConfig,
 };
 
 /// The whole configuration, as `gateway.yaml` gives it.

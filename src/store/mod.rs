@@ -55,7 +55,7 @@ pub use record::{
     now_millis,
 };
 
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, DynamoLayout, StoreConfig};
 use crate::error::Result;
 
 /// A server-side session store. See the module docs.
@@ -199,6 +199,9 @@ pub async fn open(
         }
         StoreConfig::Redis(c) => {
             Arc::new(redis::RedisStore::connect(c, &settings(c.timeout.get())).await?)
+        }
+        StoreConfig::Dynamodb(c) if c.layout != DynamoLayout::Native => {
+            Arc::new(dynamodb::node::connect(c, &settings(c.timeout.get())).await?)
         }
         StoreConfig::Dynamodb(c) => {
             Arc::new(dynamodb::DynamoStore::connect(c, &settings(c.timeout.get())).await?)

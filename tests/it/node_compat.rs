@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::dynamodb_support;
 use crate::support::{self, Gateway, SECRET, TestClient, Upstream, free_port};
 
 /// The Node app, on a free port, with its store settings in its
@@ -218,4 +219,39 @@ async fn iron_session_both_directions() {
     .await;
     let node = NodeApp::start("iron", &[]).await;
     both_directions(&gateway, &node, "sid").await;
+}
+
+fn dynamodb_store(table: &str, layout: &str) -> String {
+    format!(
+        "store:\n  type: dynamodb\n  table: {table}\n  layout: {layout}\n  create_table: true\n  aws:\n    region: eu-central-1\n    endpoint: {}\n    access_key_id: testing\n    secret_access_key: testing\n",
+        dynamodb_support::endpoint()
+    )
+}
+
+/// The gateway creates the table (neither Node store does by itself here),
+/// so it starts first.
+async fn dynamodb_both_directions(layout: &str, store: &str) {
+    let table = dynamodb_support::unique_table();
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&upstream, &express(&dynamodb_store(&table, layout))).await;
+    let node = NodeApp::start(
+        store,
+        &[
+            ("DYNAMODB_ENDPOINT", dynamodb_support::endpoint()),
+            ("TABLE", table),
+            ("PREFIX", "sess:".into()),
+        ],
+    )
+    .await;
+    both_directions(&gateway, &node, "connect.sid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_dynamodb_both_directions() {
+    dynamodb_both_directions("connect-dynamodb", "dynamodb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyclic_session_store_both_directions() {
+    dynamodb_both_directions("cyclic", "cyclic").await;
 }

@@ -27,7 +27,7 @@ use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 
 use super::RecordCodec;
-use crate::config::{Compat, Config, CookieConfig, SameSite, Secure};
+use crate::config::{Compat, Config, CookieConfig, DynamoLayout, SameSite, Secure, StoreConfig};
 use crate::store::record::{SessionData, SessionRecord, UnixMillis, now_millis};
 
 /// The session keys express-session (or its store) owns; the backend can
@@ -47,9 +47,13 @@ pub enum Flavor {
 
 /// The codec `session.compat: express-session` asks for, if it does.
 pub fn for_config(config: &Config) -> Option<ExpressCodec> {
+    let flavor = match &config.store {
+        StoreConfig::Dynamodb(dynamo) if dynamo.layout == DynamoLayout::Cyclic => Flavor::Cyclic,
+        _ => Flavor::Plain,
+    };
     (config.session.compat == Compat::ExpressSession).then(|| {
         ExpressCodec::new(
-            Flavor::Plain,
+            flavor,
             &config.session.cookie,
             config.session.ttl.get().as_millis() as u64,
         )

@@ -40,6 +40,7 @@
 
 mod client;
 mod item;
+pub mod node;
 mod table;
 
 use std::time::Duration;
