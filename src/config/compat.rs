@@ -52,3 +52,75 @@ pub(super) fn validate(config: &Config) -> Result<(), Error> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, &|_| None)
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("should be refused: {text}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn express_session_names_its_cookie_connect_sid_unless_told() {
+        let config =
+            parse("session:\n  compat: express-session\nstore:\n  type: memory\n").unwrap();
+        assert_eq!(config.session.compat, Compat::ExpressSession);
+        assert_eq!(config.session.cookie.name, "connect.sid");
+        let named = parse(
+            "session:\n  compat: express-session\n  cookie:\n    name: sid\nstore:\n  type: memory\n",
+        )
+        .unwrap();
+        assert_eq!(named.session.cookie.name, "sid");
+        let iron = parse("session:\n  compat: iron-session\n").unwrap();
+        assert_eq!(iron.session.cookie.name, "sid");
+        assert_eq!(parse("").unwrap().session.compat, Compat::None);
+    }
+
+    #[test]
+    fn each_mode_needs_its_kind_of_store_and_no_absolute_ttl() {
+        assert!(error("session:\n  compat: express-session\n").starts_with("session.compat:"));
+        assert!(
+            error("session:\n  compat: iron-session\nstore:\n  type: memory\n")
+                .starts_with("session.compat:")
+        );
+        assert!(
+            error("session:\n  compat: iron-session\n  absolute_ttl: 7d\n")
+                .starts_with("session.absolute_ttl:")
+        );
+        assert!(error("session:\n  compat: nodejs\n").starts_with("session.compat:"));
+        assert!(error("store:\n  type: dynamodb\n  layout: cyclic\n").starts_with("store.layout:"));
+        assert!(
+            error(
+                "session:\n  compat: express-session\nstore:\n  type: dynamodb\n  layout: connect-dynamodb\n  sort_key: sk\n"
+            )
+            .starts_with("store.sort_key:")
+        );
+        parse("session:\n  compat: express-session\nstore:\n  type: dynamodb\n  layout: cyclic\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn express_session_accepts_a_short_previous_secret() {
+        let env = |name: &str| match name {
+            "SESSION_SECRET" => Some("n".repeat(32)),
+            "SESSION_PREVIOUS_SECRETS" => Some("keyboard cat".into()),
+            _ => None,
+        };
+        let express =
+            parse("session:\n  compat: express-session\nstore:\n  type: memory\n").unwrap();
+        assert_eq!(
+            express.secrets(&env).unwrap().previous,
+            vec!["keyboard cat"]
+        );
+        let native = parse("store:\n  type: memory\n").unwrap();
+        assert!(native.secrets(&env).unwrap_err().to_string().contains("32"));
+    }
+}
