@@ -15,6 +15,7 @@ TARGETS = [
     ("sessiongate-cookie", "sessiongate, cookie store"),
     ("sessiongate-cookie-routes", "sessiongate, cookie store, 20 routes"),
     ("sessiongate-redis", "sessiongate, Redis store"),
+    ("sessiongate-redis-express", "sessiongate, Redis store, `compat: express-session`"),
 ]
 WORKLOADS = [
     ("read", "read: 64 connections, established session, `GET /`"),
