@@ -126,7 +126,7 @@ def main():
     results = sys.argv[1]
     machine = parse_kv(os.path.join(results, "machine"))
     rows = load(results)
-    uses_redis = {"express", "sessiongate-redis"}
+    uses_redis = {"express", "sessiongate-redis", "sessiongate-redis-express"}
     out = []
     w = out.append
     w("# sessiongate benchmarks")
