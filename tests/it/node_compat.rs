@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sessiongate::config::Secrets;
+use sessiongate::session::express::ExpressSigner;
 
 use crate::dynamodb_support;
 use crate::support::{self, Gateway, SECRET, TestClient, Upstream, free_port};
@@ -254,4 +256,73 @@ async fn connect_dynamodb_both_directions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cyclic_session_store_both_directions() {
     dynamodb_both_directions("cyclic", "cyclic").await;
+}
+
+/// Values the gateway cannot take for an express-session (not JSON, no
+/// `cookie`, a `cookie` of the wrong shape) are new, empty sessions: never
+/// a 5xx. The cookie is signed as express-session would sign it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_stored_values_are_new_sessions() {
+    let prefix = unique("sgnode:");
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(
+        &upstream,
+        &express(&format!(
+            "store:\n  type: redis\n  url: {}\n  prefix: \"{prefix}\"\n",
+            redis_url()
+        )),
+    )
+    .await;
+    let signer = ExpressSigner::new(&Secrets {
+        current: SECRET.into(),
+        previous: Vec::new(),
+    });
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis reachable");
+    for value in [
+        "not json",
+        "[1]",
+        r#"{"user":"mallory"}"#,
+        r#"{"cookie":"x","user":"mallory"}"#,
+        r#"{"cookie":{"expires":5},"user":"mallory"}"#,
+    ] {
+        let id = sessiongate::session::express::new_id().expect("OS CSPRNG");
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}{}", id.as_str()))
+            .arg(value)
+            .arg("EX")
+            .arg(600)
+            .query_async(&mut redis)
+            .await
+            .expect("SET");
+        let mut browser = TestClient::new();
+        browser.jar.insert("connect.sid".into(), signer.sign(&id));
+        let response = browser.get(&gateway.url("/")).await;
+        assert_eq!(response.status, 200, "{value}");
+        assert_eq!(response.session(), json!({}), "{value}");
+    }
+    // What the gateway writes is express-session's JSON, `cookie` first.
+    let mut browser = TestClient::new();
+    browser
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
+    let cookie = browser.jar.get("connect.sid").expect("a cookie").clone();
+    let id = signer.verify(&cookie).expect("signed like express-session");
+    assert_eq!(id.as_str().len(), 32);
+    let stored: String = redis::cmd("GET")
+        .arg(format!("{prefix}{}", id.as_str()))
+        .query_async(&mut redis)
+        .await
+        .expect("GET");
+    assert!(
+        stored.starts_with(r#"{"cookie":{"originalMaxAge":86400000,"expires":""#),
+        "{stored}"
+    );
+    assert!(
+        stored.ends_with(r#""path":"/","sameSite":"lax"},"user":"ada"}"#),
+        "{stored}"
+    );
 }
