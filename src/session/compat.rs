@@ -125,6 +125,16 @@ impl CookieCodec {
         }
     }
 
+    /// How many cookies one sealed session may span: iron-session reads a
+    /// single cookie, so its seal must fit in one (a larger session is an
+    /// error, never a cookie the Node app cannot read).
+    pub fn max_chunks(&self, configured: usize) -> usize {
+        match self {
+            CookieCodec::Iron(_) => 1,
+            _ => configured,
+        }
+    }
+
     /// Refuses an update that touches a key the Node library owns
     /// (express-session's `cookie`, and `updated` for the Cyclic layout):
     /// the gateway keeps those current itself.

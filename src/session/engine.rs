@@ -355,7 +355,8 @@ impl Engine {
         let written = match &self.sessions {
             Sessions::Sealed { max_chunks } => {
                 let value = self.codec.seal(&self.keys, name, id, record)?;
-                let chunks = cookies::split(&value, *max_chunks).ok_or_else(|| {
+                let max_chunks = self.codec.max_chunks(*max_chunks);
+                let chunks = cookies::split(&value, max_chunks).ok_or_else(|| {
                     Error::too_large(format!(
                         "session too large for the cookie store: {} bytes sealed, limit {max_chunks} cookies",
                         value.len()

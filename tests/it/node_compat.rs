@@ -326,3 +326,26 @@ async fn unreadable_stored_values_are_new_sessions() {
         "{stored}"
     );
 }
+
+/// iron-session reads one cookie: a seal that does not fit in one is an
+/// error (500, the old cookie kept), never chunks the Node app cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iron_seal_never_spans_two_cookies() {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(
+        &upstream,
+        "session:\n  compat: iron-session\nstore:\n  type: cookie\n",
+    )
+    .await;
+    let mut browser = TestClient::new();
+    let small = browser
+        .update(&gateway.url("/"), &json!({"user": "ada"}))
+        .await;
+    assert_eq!(small.status, 200);
+    let kept = browser.jar.clone();
+    let big = browser
+        .update(&gateway.url("/"), &json!({"blob": "x".repeat(4_000)}))
+        .await;
+    assert_eq!(big.status, 500);
+    assert_eq!(browser.jar, kept);
+}
