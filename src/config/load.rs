@@ -116,7 +116,7 @@ impl Config {
                 && secret.chars().count() < MIN_SECRET_LEN
             {
                 tracing::warn!(
-                    "SESSION_PREVIOUS_SECRETS: a previous secret is shorter than {MIN_SECRET_LEN} characters; accepted only because session.compat is express-session: retire it once its cookies have expired"
+                    "session.previous_secrets: a previous secret is shorter than {MIN_SECRET_LEN} characters; accepted only because session.compat is express-session (it only verifies old cookies): retire it once they have expired"
                 );
                 continue;
             }
