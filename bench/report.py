@@ -258,6 +258,37 @@ def main():
           lambda x: x == 0, "none" if not errors else ", ".join(errors))
     peer_errors = [f"{wl} ({count:,})" for (n, wl), count in failed.items() if count and n == "express"]
 
+    # ------------------------------------------------------------ instructions
+    instr = {}
+    for name, _ in TARGETS:
+        path = os.path.join(results, f"{name}.instr")
+        if os.path.exists(path):
+            kv = parse_kv(path)
+            total, requests = int(kv.get("instructions") or 0), int(kv.get("requests") or 0)
+            if total and requests:
+                instr[name] = (total / requests, requests)
+    if instr:
+        w("## User-space instructions per request")
+        w("")
+        w("valgrind's callgrind, read workload (`GET /` with an established session), 16 keep-alive "
+          "connections; the proxy's user-space instructions while instrumentation was on, divided by "
+          "the requests served. Unlike throughput on a shared machine, this figure repeats exactly "
+          "for the same binary and requests, so it decides whether a change made the proxy cheaper. "
+          "The kernel's share is not counted (the same syscalls per request for every proxy here).")
+        w("")
+        w("| proxy | instructions / request | × nginx | requests counted |")
+        w("|---|---:|---:|---:|")
+        ref = instr.get("nginx")
+        for name, label in TARGETS:
+            if name in instr:
+                per, requests = instr[name]
+                w("| %s | %s | %s | %s |" % (label, fmt(per, ",.0f"),
+                                           fmt(ratio(per, ref and ref[0]), ".2f"), f"{requests:,}"))
+        w("")
+    v = instr.get("sessiongate-cookie", (None,))[0]
+    check("cookie store, read ≤ 35,000 user-space instructions per request (callgrind)", v,
+          lambda x: x <= 35_000, fmt(v, ",.0f"))
+
     w("## Targets")
     w("")
     met = sum(1 for c in checks if c[2].endswith("met") and c[2].startswith("✅"))
