@@ -32,6 +32,7 @@ pub async fn run(
     let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
     let store = sessions.server().cloned();
     let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
+    let jwks = crate::session::assertion::jwks(&crate::session::keys::Keyring::new(&secrets))?;
 
     let public = bind("listen", config.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
@@ -45,7 +46,11 @@ pub async fn run(
     );
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
-        Arc::new(Admin { store, metrics }),
+        Arc::new(Admin {
+            store,
+            metrics,
+            jwks: jwks.into(),
+        }),
         config.limits.header_read_timeout.get(),
     ));
     server::serve(public, tls, gateway, &config.limits, stop).await;

@@ -1,4 +1,5 @@
-//! The admin listener, on its own address: `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener, on its own address: `/healthz`, `/readyz`, `/metrics`,
+//! `/.well-known/jwks.json`.
 //!
 //! Served with the public listener's care: a request head must arrive
 //! within `limits.header_read_timeout`, and connections are capped, so a
@@ -30,6 +31,9 @@ pub struct Admin {
     pub store: Option<Arc<dyn SessionStore>>,
     /// Rendered by `/metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
+    /// `/.well-known/jwks.json`: the public keys that verify session
+    /// assertions (see [`crate::session::assertion::jwks`]).
+    pub jwks: bytes::Bytes,
 }
 
 /// Stores are not `Debug`: shows which one, and whether metrics are on.
@@ -68,6 +72,9 @@ impl Admin {
                 }
                 None => respond(StatusCode::NOT_FOUND, "metrics are off\n", "text/plain"),
             },
+            "/.well-known/jwks.json" => {
+                respond(StatusCode::OK, self.jwks.clone(), "application/json")
+            }
             _ => respond(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
         }
     }

@@ -6,6 +6,7 @@
 //! tree is deserialized into typed sections that refuse unknown keys. Every
 //! error names the key it is about.
 
+mod assertion;
 mod duration;
 mod env;
 mod load;
@@ -19,6 +20,7 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use assertion::{AssertionConfig, DEFAULT_ASSERTION_HEADER};
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
@@ -61,6 +63,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Cross-origin protection for unsafe methods.
     pub csrf: CsrfConfig,
+    /// The signed session assertion; off without the section.
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             log: LogConfig::default(),
             routes: Vec::new(),
             csrf: CsrfConfig::default(),
+            assertion: None,
         }
     }
 }
