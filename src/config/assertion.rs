@@ -8,7 +8,7 @@ use super::{Config, ConfigDuration};
 use crate::error::Error;
 
 /// The assertion header's default name.
-pub const DEFAULT_ASSERTION_HEADER: &str = "X-Session-Assertion";
+const DEFAULT_ASSERTION_HEADER: &str = "X-Session-Assertion";
 
 /// `assertion`; off when the section is absent (`assertion: {}` turns it on
 /// with the defaults).

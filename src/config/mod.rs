@@ -20,7 +20,7 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-pub use assertion::{AssertionConfig, DEFAULT_ASSERTION_HEADER};
+pub use assertion::AssertionConfig;
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
