@@ -29,8 +29,21 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
-    let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
+    let sessions = crate::store::open(
+        &config.store,
+        config.session.keep_expired,
+        config.session.identity_key.as_deref(),
+    )
+    .await?;
     let store = sessions.server().cloned();
+    let admin_token = config.admin_token(&|name| std::env::var(name).ok())?;
+    let sessions_api = admin_token.map(|token| {
+        admin::sessions::SessionsApi::new(
+            &token,
+            store.clone(),
+            config.session.identity_key.is_some(),
+        )
+    });
     let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
     let jwks = crate::session::assertion::jwks(&crate::session::keys::Keyring::new(&secrets))?;
 
@@ -49,6 +62,7 @@ pub async fn run(
         Arc::new(Admin {
             store,
             metrics,
+            sessions: sessions_api,
             jwks: jwks.into(),
         }),
         config.limits.header_read_timeout.get(),

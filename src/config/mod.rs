@@ -6,6 +6,7 @@
 //! tree is deserialized into typed sections that refuse unknown keys. Every
 //! error names the key it is about.
 
+mod admin;
 mod assertion;
 mod duration;
 mod env;
@@ -97,18 +98,32 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// `admin`: health, readiness and metrics.
-#[derive(Debug, Clone, Deserialize)]
+/// `admin`: health, readiness, metrics, and the session API.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The admin address; loopback by default.
     pub listen: SocketAddr,
+    /// The session API's bearer token (`ADMIN_TOKEN` and
+    /// `ADMIN_TOKEN_FILE` win); without one the API answers 404.
+    pub token: Option<String>,
+}
+
+/// The token never reaches a log line.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
         }
     }
 }
@@ -167,6 +182,8 @@ pub struct SessionConfig {
     /// The top-level session key whose value is the user's identity: its
     /// presence means "signed in" to `session: required` routes.
     pub identity_key: Option<String>,
+    /// A session whose identity changes moves to a new id by itself.
+    pub regenerate_on_identity_change: bool,
 }
 
 /// Secrets never reach a log line, even through `{:?}`.
@@ -184,6 +201,10 @@ impl std::fmt::Debug for SessionConfig {
             .field("max_bytes", &self.max_bytes)
             .field("cookie", &self.cookie)
             .field("identity_key", &self.identity_key)
+            .field(
+                "regenerate_on_identity_change",
+                &self.regenerate_on_identity_change,
+            )
             .finish()
     }
 }
@@ -202,6 +223,7 @@ impl Default for SessionConfig {
             max_bytes: 16_384,
             cookie: CookieConfig::default(),
             identity_key: None,
+            regenerate_on_identity_change: true,
         }
     }
 }

@@ -9,6 +9,7 @@
 //!    to the client.
 
 use http::header::{HeaderMap, SET_COOKIE};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::cookies::{self, CookieWriter, IncomingCookie};
@@ -20,8 +21,10 @@ use super::sealed::{self, SealedSession};
 use super::{b64, signed_id};
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
+use crate::store::merge_patch;
 use crate::store::{
-    Change, Lifetime, Refusal, SessionId, SessionRecord, Sessions, UnixMillis, now_millis,
+    Change, Identity, IdentityValue, Lifetime, Refusal, SessionId, SessionRecord, Sessions,
+    UnixMillis, now_millis,
 };
 
 /// The session of one request, between resolve and commit.
@@ -64,6 +67,7 @@ pub struct Engine {
     cookie: CookieConfig,
     headers: SessionHeaders,
     identity_key: Option<String>,
+    regenerate_on_identity_change: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -93,6 +97,7 @@ impl Engine {
             cookie: session.cookie.clone(),
             headers: SessionHeaders::new(&config.headers.fields),
             identity_key: session.identity_key.clone(),
+            regenerate_on_identity_change: session.regenerate_on_identity_change,
         }
     }
 
@@ -149,17 +154,17 @@ impl Engine {
         Ok(found)
     }
 
-    /// The session holds an identity (`session.identity_key` set to
-    /// anything but `null`, `false` or `""`): someone signed in.
+    /// The session holds an identity (`session.identity_key` set to a
+    /// non-empty string or a number, see [`IdentityValue`]): someone
+    /// signed in.
     pub fn has_identity(&self, session: &Session) -> bool {
         let Some(key) = &self.identity_key else {
             return false;
         };
-        match session.record.data.get(key) {
-            None | Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => false,
-            Some(serde_json::Value::String(text)) => !text.is_empty(),
-            Some(_) => true,
-        }
+        matches!(
+            IdentityValue::of(session.record.data.get(key)),
+            IdentityValue::Text(_)
+        )
     }
 
     /// Phase 2: the request as the backend must see it. Without a session
@@ -285,6 +290,7 @@ impl Engine {
         let Session {
             id, record, is_new, ..
         } = session;
+        let signs_in = self.signs_in(&record, &instructions.updates)?;
         let change = Change {
             patches: instructions.updates,
             now,
@@ -293,7 +299,7 @@ impl Engine {
             must_exist: !is_new,
             max_bytes: self.max_bytes,
         };
-        let new_id = if instructions.regenerate {
+        let new_id = if instructions.regenerate || (signs_in && !is_new) {
             Some(SessionId::generate()?)
         } else {
             None
@@ -319,12 +325,52 @@ impl Engine {
         }
     }
 
+    /// Whether `patches` give the session a new identity (absent to
+    /// present included; removing it does not count): then, with
+    /// `session.regenerate_on_identity_change`, the session moves to a new
+    /// id, so an id known before the sign-in is worthless (session
+    /// fixation). An identity that is not a string or a number is refused.
+    fn signs_in(&self, record: &SessionRecord, patches: &[Map<String, Value>]) -> Result<bool> {
+        let Some(key) = self.identity_key.as_deref() else {
+            return Ok(false);
+        };
+        if !patches.iter().any(|patch| patch.contains_key(key)) {
+            return Ok(false);
+        }
+        // The merge patches applied to the identity alone.
+        let mut identity = Map::new();
+        if let Some(before) = record.data.get(key) {
+            identity.insert(key.to_owned(), before.clone());
+        }
+        for patch in patches {
+            if let Some(value) = patch.get(key) {
+                let mut only = Map::new();
+                only.insert(key.to_owned(), value.clone());
+                merge_patch::apply_object(&mut identity, &only);
+            }
+        }
+        let before = IdentityValue::of(record.data.get(key));
+        match IdentityValue::of(identity.get(key)) {
+            IdentityValue::Invalid => Err(Error::invalid_update(format!(
+                "session.identity_key `{key}` must be a string or a number (or null to sign out)"
+            ))),
+            IdentityValue::Absent => Ok(false),
+            after => Ok(self.regenerate_on_identity_change && after != before),
+        }
+    }
+
     /// Moves an unmodified session's expiry.
     async fn touch(&self, session: Session, now: UnixMillis) -> Result<(SessionId, SessionRecord)> {
         let Session { id, mut record, .. } = session;
         record.expires_at = self.lifetime.expires_at(record.created_at, now);
         if let Sessions::Server(store) = &self.sessions {
-            store.touch(&id, record.expires_at).await?;
+            let identity = self
+                .identity_key
+                .as_deref()
+                .and_then(|key| Identity::of(&record.data, key));
+            store
+                .touch(&id, record.expires_at, identity.as_ref())
+                .await?;
         }
         Ok((id, record))
     }

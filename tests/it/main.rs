@@ -18,6 +18,7 @@ mod cookie_store;
 mod gateway_stores;
 mod hardening;
 mod hardening_limits;
+mod identity;
 mod packaging;
 mod properties;
 mod protocol;
