@@ -27,7 +27,7 @@ use super::keys::{KeySet, Keyring};
 use super::protocol::{self, SESSION_ASSERTION, SESSION_DATA, SESSION_ID};
 use crate::config::AssertionConfig;
 use crate::error::{Error, Result};
-use crate::store::SessionData;
+use crate::store::{IdentityValue, SessionData};
 
 /// The token's `iss`.
 pub const ISSUER: &str = "sessiongate";
@@ -87,7 +87,8 @@ impl SigningKey {
     }
 }
 
-/// The token's payload. `identity` is left out when the session holds none.
+/// The token's payload. `identity` is left out when the session holds none
+/// (see [`IdentityValue`]).
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'static str,
@@ -164,7 +165,7 @@ impl Assertion {
         let token = self.sign(
             headers.get(SESSION_ID).map_or(&[][..], |v| v.as_bytes()),
             headers.get(SESSION_DATA).map_or(&[][..], |v| v.as_bytes()),
-            self.identity_key.as_ref().and_then(|key| data.get(key)),
+            self.identity(data),
             self.audience.as_deref().unwrap_or(upstream_origin),
             unix_secs(),
         )?;
@@ -172,6 +173,16 @@ impl Assertion {
             .map_err(|_| Error::internal("the session assertion is not a header value"))?;
         headers.insert(self.header.clone(), value);
         Ok(())
+    }
+
+    /// The identity key's value, as the session holds it, when it is an
+    /// identity by the rule `session: required` routes apply.
+    fn identity<'a>(&self, data: &'a SessionData) -> Option<&'a Value> {
+        let value = data.get(self.identity_key.as_deref()?);
+        match IdentityValue::of(value) {
+            IdentityValue::Text(_) => value,
+            IdentityValue::Absent | IdentityValue::Invalid => None,
+        }
     }
 
     /// The compact JWS (`header.payload.signature`) for one request.

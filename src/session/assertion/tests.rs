@@ -134,6 +134,47 @@ fn write_signs_the_headers_written_and_strips_forged_copies() {
         60
     );
 
+    for nobody in [
+        json!({"user": ""}),
+        json!({"user": null}),
+        json!({"other": 1}),
+    ] {
+        let mut headers = HeaderMap::new();
+        assertion
+            .write(
+                &mut headers,
+                Some(&session(nobody.clone())),
+                "http://app:3000",
+            )
+            .unwrap();
+        let claims = decode_json(
+            headers["x-proof"]
+                .to_str()
+                .unwrap()
+                .split('.')
+                .nth(1)
+                .unwrap(),
+        );
+        assert!(claims.get("identity").is_none(), "{nobody}: {claims}");
+    }
+    let mut numbered = HeaderMap::new();
+    assertion
+        .write(
+            &mut numbered,
+            Some(&session(json!({"user": 42}))),
+            "http://app:3000",
+        )
+        .unwrap();
+    let claims = decode_json(
+        numbered["x-proof"]
+            .to_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap(),
+    );
+    assert_eq!(claims["identity"], 42, "a number stays a number");
+
     let mut off_route = HeaderMap::new();
     off_route.insert("X-PROOF", HeaderValue::from_static("forged"));
     assertion
