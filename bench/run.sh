@@ -9,7 +9,8 @@
 # other, with the proxy under test pinned to CPU 0 and wrk, the nginx upstream
 # and a private redis-server pinned to CPU 1:
 #   upstream alone | nginx proxy_pass | express-session | sessiongate cookie |
-#   sessiongate cookie behind 20 routes | sessiongate redis
+#   sessiongate cookie behind 20 routes | sessiongate cookie with the signed
+#   session assertion | sessiongate redis
 # and then counts user-space instructions per request (valgrind's callgrind)
 # for nginx and sessiongate on the read workload (bench/instructions.sh).
 # under three workloads: read (64 conns, established session), write (64 conns,
@@ -282,8 +283,9 @@ cookie="$(login express)"
 bench_target express "$cookie" "$cookies" "$pid"
 stop_pid "$pid"
 
-# 4. sessiongate: cookie store, cookie store behind 20 routes, Redis store
-for store in cookie cookie-routes redis; do
+# 4. sessiongate: cookie store, cookie store behind 20 routes, cookie store
+#    with the signed session assertion, Redis store
+for store in cookie cookie-routes cookie-assertion redis; do
     log "sessiongate ($store store)"
     GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
         REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:" \

@@ -45,6 +45,7 @@ pub async fn run(
         )
     });
     let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
+    let jwks = crate::session::assertion::jwks(&crate::session::keys::Keyring::new(&secrets))?;
 
     let public = bind("listen", config.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
@@ -62,6 +63,7 @@ pub async fn run(
             store,
             metrics,
             sessions: sessions_api,
+            jwks: jwks.into(),
         }),
         config.limits.header_read_timeout.get(),
     ));

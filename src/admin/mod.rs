@@ -1,5 +1,6 @@
 //! The admin listener, on its own address: `/healthz`, `/readyz`,
-//! `/metrics`, and with a token the session API ([`sessions`]).
+//! `/metrics`, `/.well-known/jwks.json`, and with a token the session API
+//! ([`sessions`]).
 //!
 //! Served with the public listener's care: a request head must arrive
 //! within `limits.header_read_timeout`, and connections are capped, so a
@@ -35,6 +36,9 @@ pub struct Admin {
     pub metrics: Option<PrometheusHandle>,
     /// `/sessions`; `None` without an admin token (404).
     pub sessions: Option<sessions::SessionsApi>,
+    /// `/.well-known/jwks.json`: the public keys that verify session
+    /// assertions (see [`crate::session::assertion::jwks`]).
+    pub jwks: bytes::Bytes,
 }
 
 /// Stores are not `Debug`: shows which one, and whether metrics are on.
@@ -80,6 +84,9 @@ impl Admin {
                 }
                 None => respond(StatusCode::NOT_FOUND, "metrics are off\n", "text/plain"),
             },
+            "/.well-known/jwks.json" => {
+                respond(StatusCode::OK, self.jwks.clone(), "application/json")
+            }
             _ => respond(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
         }
     }

@@ -203,6 +203,9 @@ impl Config {
             ));
         }
         super::routes::validate(self)?;
+        if let Some(assertion) = &self.assertion {
+            assertion.validate(self)?;
+        }
         self.store.validate()
     }
 

@@ -7,6 +7,7 @@
 //! error names the key it is about.
 
 mod admin;
+mod assertion;
 mod duration;
 mod env;
 mod load;
@@ -20,6 +21,7 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use assertion::AssertionConfig;
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
@@ -62,6 +64,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Cross-origin protection for unsafe methods.
     pub csrf: CsrfConfig,
+    /// The signed session assertion; off without the section.
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             log: LogConfig::default(),
             routes: Vec::new(),
             csrf: CsrfConfig::default(),
+            assertion: None,
         }
     }
 }

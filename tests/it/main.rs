@@ -12,6 +12,7 @@ mod dynamodb_support;
 mod support;
 
 mod admin;
+mod assertion;
 mod cli;
 mod cookie_store;
 mod gateway_stores;
