@@ -30,9 +30,24 @@ pub async fn run(
     }
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
     let codec = crate::store::codec_for(&config);
-    let sessions = crate::store::open(&config.store, config.session.keep_expired, codec).await?;
+    let sessions = crate::store::open(
+        &config.store,
+        config.session.keep_expired,
+        config.session.identity_key.as_deref(),
+        codec,
+    )
+    .await?;
     let store = sessions.server().cloned();
+    let admin_token = config.admin_token(&|name| std::env::var(name).ok())?;
+    let sessions_api = admin_token.map(|token| {
+        admin::sessions::SessionsApi::new(
+            &token,
+            store.clone(),
+            config.session.identity_key.is_some(),
+        )
+    });
     let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
+    let jwks = crate::session::assertion::jwks(&crate::session::keys::Keyring::new(&secrets))?;
 
     let public = bind("listen", config.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
@@ -46,7 +61,12 @@ pub async fn run(
     );
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
-        Arc::new(Admin { store, metrics }),
+        Arc::new(Admin {
+            store,
+            metrics,
+            sessions: sessions_api,
+            jwks: jwks.into(),
+        }),
         config.limits.header_read_timeout.get(),
     ));
     server::serve(public, tls, gateway, &config.limits, stop).await;

@@ -7,7 +7,8 @@
 //! 1. **resolve the session** from the cookie and the store (not on a
 //!    `session: off` route);
 //! 2. **build the upstream request**: target, forwarded headers, the
-//!    session written in and the session cookie taken out;
+//!    session written in (and signed, with `assertion` on) and the session
+//!    cookie taken out;
 //! 3. **send** it and wait for the response head;
 //! 4. **apply the backend's instructions** to the store, before the head
 //!    goes to the client;
@@ -30,6 +31,8 @@ use crate::error::{Error, Result};
 use crate::proxy::pool::PooledBody;
 use crate::proxy::{Client, Connection, ProxyBody, forward, headers, text_body, upgrade};
 use crate::route::{Route, Routes};
+use crate::session::assertion::Assertion;
+use crate::session::keys::Keyring;
 use crate::session::{Engine, Session};
 use crate::store::Sessions;
 
@@ -40,6 +43,8 @@ pub struct Gateway {
     routes: Routes,
     trusted_proxies: Vec<IpNet>,
     metrics: RequestMetrics,
+    /// `assertion`: the signed session assertion; off without the section.
+    assertion: Option<Assertion>,
 }
 
 /// A client's protocol upgrade, waiting for the backend's `101`.
@@ -61,6 +66,14 @@ impl Gateway {
             routes: Routes::new(config)?,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: RequestMetrics::new(),
+            assertion: config
+                .assertion
+                .as_ref()
+                .map(|assertion| {
+                    let identity_key = config.session.identity_key.clone();
+                    Assertion::new(assertion, identity_key, &Keyring::new(secrets))
+                })
+                .transpose()?,
         })
     }
 
@@ -135,6 +148,10 @@ impl Gateway {
             forward::upstream_request(request, &route.upstream, connection, client, upgrading)?;
         self.engine
             .prepare_upstream(session, outgoing.headers_mut())?;
+        if let Some(assertion) = &self.assertion {
+            let data = session.map(|session| &session.record().data);
+            assertion.write(outgoing.headers_mut(), data, route.upstream.origin())?;
+        }
         Ok(outgoing)
     }
 

@@ -220,6 +220,9 @@ impl Config {
             ));
         }
         super::routes::validate(self)?;
+        if let Some(assertion) = &self.assertion {
+            assertion.validate(self)?;
+        }
         super::compat::validate(self)?;
         self.store.validate()
     }

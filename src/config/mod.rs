@@ -6,6 +6,8 @@
 //! tree is deserialized into typed sections that refuse unknown keys. Every
 //! error names the key it is about.
 
+mod admin;
+mod assertion;
 mod compat;
 mod duration;
 mod env;
@@ -20,6 +22,7 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use assertion::AssertionConfig;
 pub use compat::{Compat, EXPRESS_COOKIE_NAME};
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
@@ -63,6 +66,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Cross-origin protection for unsafe methods.
     pub csrf: CsrfConfig,
+    /// The signed session assertion; off without the section.
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for Config {
@@ -80,6 +85,7 @@ impl Default for Config {
             log: LogConfig::default(),
             routes: Vec::new(),
             csrf: CsrfConfig::default(),
+            assertion: None,
         }
     }
 }
@@ -94,18 +100,32 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// `admin`: health, readiness and metrics.
-#[derive(Debug, Clone, Deserialize)]
+/// `admin`: health, readiness, metrics, and the session API.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The admin address; loopback by default.
     pub listen: SocketAddr,
+    /// The session API's bearer token (`ADMIN_TOKEN` and
+    /// `ADMIN_TOKEN_FILE` win); without one the API answers 404.
+    pub token: Option<String>,
+}
+
+/// The token never reaches a log line.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
         }
     }
 }
@@ -166,6 +186,8 @@ pub struct SessionConfig {
     pub identity_key: Option<String>,
     /// Whose cookie and stored format to speak (a Node app's).
     pub compat: Compat,
+    /// A session whose identity changes moves to a new id by itself.
+    pub regenerate_on_identity_change: bool,
 }
 
 /// Secrets never reach a log line, even through `{:?}`.
@@ -184,6 +206,10 @@ impl std::fmt::Debug for SessionConfig {
             .field("cookie", &self.cookie)
             .field("identity_key", &self.identity_key)
             .field("compat", &self.compat)
+            .field(
+                "regenerate_on_identity_change",
+                &self.regenerate_on_identity_change,
+            )
             .finish()
     }
 }
@@ -203,6 +229,7 @@ impl Default for SessionConfig {
             cookie: CookieConfig::default(),
             identity_key: None,
             compat: Compat::None,
+            regenerate_on_identity_change: true,
         }
     }
 }

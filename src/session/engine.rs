@@ -9,6 +9,7 @@
 //!    to the client.
 
 use http::header::{HeaderMap, SET_COOKIE};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::b64;
@@ -20,8 +21,10 @@ use super::protocol::{self, Instructions, SessionHeaders};
 use super::response::{expire_chunks, keep_out_of_shared_caches, max_age_secs};
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
+use crate::store::merge_patch;
 use crate::store::{
-    Change, Lifetime, Refusal, SessionId, SessionRecord, Sessions, UnixMillis, now_millis,
+    Change, Identity, IdentityValue, Lifetime, Refusal, SessionId, SessionRecord, Sessions,
+    UnixMillis, now_millis,
 };
 
 /// The session of one request, between resolve and commit.
@@ -64,6 +67,7 @@ pub struct Engine {
     cookie: CookieConfig,
     headers: SessionHeaders,
     identity_key: Option<String>,
+    regenerate_on_identity_change: bool,
     /// `session.compat`'s cookie format.
     codec: CookieCodec,
     /// Session keys the Node library owns (`session.compat`).
@@ -97,6 +101,7 @@ impl Engine {
             cookie: session.cookie.clone(),
             headers: SessionHeaders::new(&config.headers.fields),
             identity_key: session.identity_key.clone(),
+            regenerate_on_identity_change: session.regenerate_on_identity_change,
             codec: CookieCodec::new(session.compat, secrets),
             reserved: crate::store::codec::express::for_config(config)
                 .map_or(&[], |codec| codec.reserved()),
@@ -157,17 +162,17 @@ impl Engine {
         Ok(found)
     }
 
-    /// The session holds an identity (`session.identity_key` set to
-    /// anything but `null`, `false` or `""`): someone signed in.
+    /// The session holds an identity (`session.identity_key` set to a
+    /// non-empty string or a number, see [`IdentityValue`]): someone
+    /// signed in.
     pub fn has_identity(&self, session: &Session) -> bool {
         let Some(key) = &self.identity_key else {
             return false;
         };
-        match session.record.data.get(key) {
-            None | Some(serde_json::Value::Null | serde_json::Value::Bool(false)) => false,
-            Some(serde_json::Value::String(text)) => !text.is_empty(),
-            Some(_) => true,
-        }
+        matches!(
+            IdentityValue::of(session.record.data.get(key)),
+            IdentityValue::Text(_)
+        )
     }
 
     /// Phase 2: the request as the backend must see it. Without a session
@@ -295,6 +300,7 @@ impl Engine {
         } = session;
         self.codec
             .check_updates(self.reserved, &instructions.updates)?;
+        let signs_in = self.signs_in(&record, &instructions.updates)?;
         let change = Change {
             patches: instructions.updates,
             now,
@@ -303,7 +309,7 @@ impl Engine {
             must_exist: !is_new,
             max_bytes: self.max_bytes,
         };
-        let new_id = if instructions.regenerate {
+        let new_id = if instructions.regenerate || (signs_in && !is_new) {
             Some(self.codec.new_id()?)
         } else {
             None
@@ -329,12 +335,52 @@ impl Engine {
         }
     }
 
+    /// Whether `patches` give the session a new identity (absent to
+    /// present included; removing it does not count): then, with
+    /// `session.regenerate_on_identity_change`, the session moves to a new
+    /// id, so an id known before the sign-in is worthless (session
+    /// fixation). An identity that is not a string or a number is refused.
+    fn signs_in(&self, record: &SessionRecord, patches: &[Map<String, Value>]) -> Result<bool> {
+        let Some(key) = self.identity_key.as_deref() else {
+            return Ok(false);
+        };
+        if !patches.iter().any(|patch| patch.contains_key(key)) {
+            return Ok(false);
+        }
+        // The merge patches applied to the identity alone.
+        let mut identity = Map::new();
+        if let Some(before) = record.data.get(key) {
+            identity.insert(key.to_owned(), before.clone());
+        }
+        for patch in patches {
+            if let Some(value) = patch.get(key) {
+                let mut only = Map::new();
+                only.insert(key.to_owned(), value.clone());
+                merge_patch::apply_object(&mut identity, &only);
+            }
+        }
+        let before = IdentityValue::of(record.data.get(key));
+        match IdentityValue::of(identity.get(key)) {
+            IdentityValue::Invalid => Err(Error::invalid_update(format!(
+                "session.identity_key `{key}` must be a string or a number (or null to sign out)"
+            ))),
+            IdentityValue::Absent => Ok(false),
+            after => Ok(self.regenerate_on_identity_change && after != before),
+        }
+    }
+
     /// Moves an unmodified session's expiry.
     async fn touch(&self, session: Session, now: UnixMillis) -> Result<(SessionId, SessionRecord)> {
         let Session { id, mut record, .. } = session;
         record.expires_at = self.lifetime.expires_at(record.created_at, now);
         if let Sessions::Server(store) = &self.sessions {
-            store.touch(&id, record.expires_at).await?;
+            let identity = self
+                .identity_key
+                .as_deref()
+                .and_then(|key| Identity::of(&record.data, key));
+            store
+                .touch(&id, record.expires_at, identity.as_ref())
+                .await?;
         }
         Ok((id, record))
     }

@@ -12,11 +12,13 @@ mod dynamodb_support;
 mod support;
 
 mod admin;
+mod assertion;
 mod cli;
 mod cookie_store;
 mod gateway_stores;
 mod hardening;
 mod hardening_limits;
+mod identity;
 mod node_compat;
 mod packaging;
 mod properties;

@@ -21,12 +21,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde_json::{Map, Number, Value};
 
 use super::client::{error_code, is_conditional_failure, sdk_config};
-use super::item::{Item, Layout, Placeholders};
+use super::item::{IDENTITY, Item, Layout, Placeholders};
 use super::table::StartupError;
 use super::{DynamoBackend, StoreSettings};
 use crate::config::{DynamoConfig, DynamoLayout};
 use crate::error::{Error, Result};
-use crate::store::core::{Backend, StoreCore, Stored};
+use crate::store::core::{Backend, Entry, StoreCore, Stored};
+use crate::store::identity::Identity;
 use crate::store::record::{SessionId, UnixMillis, expiry_seconds, now_millis};
 
 /// The session attribute of both layouts.
@@ -84,6 +85,7 @@ pub async fn connect(config: &DynamoConfig, settings: &StoreSettings) -> Result<
         region: sdk.region().map_or_else(String::new, |r| r.to_string()),
         layout,
         timeout: config.timeout.get(),
+        indexed: settings.identity_key.is_some(),
     };
     match inner.check_table(config.create_table).await {
         Ok(()) => {}
@@ -94,10 +96,23 @@ pub async fn connect(config: &DynamoConfig, settings: &StoreSettings) -> Result<
 }
 
 impl NodeBackend {
-    /// The whole item for the codec's `text`.
-    fn item(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<Item> {
+    /// The whole item for an entry. With `session.identity_key` the
+    /// gateway adds the identity index's attribute, which the Node
+    /// libraries ignore (and drop when they save the session themselves).
+    fn item(&self, id: &SessionId, entry: Entry<'_>) -> Result<Item> {
+        let Entry {
+            text,
+            expires_at,
+            identity,
+        } = entry;
         let mut item = self.inner.layout.key(id);
         item.insert(EXPIRES.into(), seconds(expires_at));
+        if let Some(identity) = identity {
+            item.insert(
+                IDENTITY.into(),
+                AttributeValue::S(identity.as_str().to_owned()),
+            );
+        }
         let sess = match self.format {
             Format::ConnectDynamodb => {
                 item.insert(TYPE.0.into(), AttributeValue::S(TYPE.1.into()));
@@ -197,10 +212,9 @@ impl Backend for NodeBackend {
         &self,
         id: &SessionId,
         expected: Option<&Stored<Item>>,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
-        let item = self.item(id, text, expires_at)?;
+        let item = self.item(id, entry)?;
         let mut p = Placeholders::default();
         let condition = match expected {
             Some(stored) => self.unchanged(&stored.version, &mut p),
@@ -209,8 +223,8 @@ impl Backend for NodeBackend {
         self.put_if(item, condition, p).await
     }
 
-    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
-        let item = self.item(id, text, expires_at)?;
+    async fn put(&self, id: &SessionId, entry: Entry<'_>) -> Result<()> {
+        let item = self.item(id, entry)?;
         self.inner
             .client
             .put_item()
@@ -224,7 +238,13 @@ impl Backend for NodeBackend {
 
     /// Moves `expires` only (and, for Cyclic, `sess.updated`, as its own
     /// touch does); never revives a missing or expired item.
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        _identity: Option<&Identity>,
+    ) -> Result<()> {
         let mut p = Placeholders::default();
         let mut expression = format!("SET {} = {}", p.name(EXPIRES), p.value(seconds(expires_at)));
         if self.format == Format::Cyclic {
@@ -259,6 +279,13 @@ impl Backend for NodeBackend {
             Err(error) if is_conditional_failure(&error) => Ok(()),
             Err(error) => Err(self.inner.failed("UpdateItem", error)),
         }
+    }
+
+    /// The same global secondary index as the native layout: it lists the
+    /// sessions the gateway wrote last (a Node app's own saves drop the
+    /// attribute); the core checks each before acting on it.
+    async fn indexed(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        self.inner.indexed(identity).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<()> {
@@ -298,8 +325,7 @@ impl Backend for NodeBackend {
         old: &SessionId,
         expected: &Stored<Item>,
         new: &SessionId,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
         let table = &self.inner.table;
         let mut p = Placeholders::default();
@@ -318,7 +344,7 @@ impl Backend for NodeBackend {
         let (names, values) = p.into_parts();
         let put = Put::builder()
             .table_name(table)
-            .set_item(Some(self.item(new, text, expires_at)?))
+            .set_item(Some(self.item(new, entry)?))
             .condition_expression(absent)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
