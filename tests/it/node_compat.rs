@@ -165,6 +165,10 @@ async fn both_directions(gateway: &Gateway, node: &NodeApp, cookie_name: &str) {
     let seen = other.get(&gateway.url("/")).await;
     assert_eq!(seen.session(), json!({"user": "bob", "n": 1}));
 
+    if cookie_name == "connect.sid" {
+        concurrent_patches_on_what_node_wrote(gateway, node, &other).await;
+    }
+
     // A cookie no secret signed is a new, empty session on the gateway.
     let mut forged = TestClient::new();
     forged
@@ -173,6 +177,44 @@ async fn both_directions(gateway: &Gateway, node: &NodeApp, cookie_name: &str) {
     let fresh = forged.get(&gateway.url("/")).await;
     assert_eq!(fresh.status, 200);
     assert_eq!(fresh.session(), json!({}));
+}
+
+/// The gateway's updates stay atomic on a record the Node app wrote last:
+/// concurrent patches through the gateway all land, beside what the Node
+/// app wrote, and the Node app sees every one.
+async fn concurrent_patches_on_what_node_wrote(
+    gateway: &Gateway,
+    node: &NodeApp,
+    browser: &TestClient,
+) {
+    const WRITERS: usize = 20;
+    let mut tasks = Vec::new();
+    for n in 0..WRITERS {
+        let mut client = TestClient::new();
+        client.jar = browser.jar.clone();
+        let url = gateway.url("/");
+        tasks.push(tokio::spawn(async move {
+            client
+                .update(&url, &json!({ format!("k{n}"): n }))
+                .await
+                .status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("writer"), 200);
+    }
+    let mut reader = TestClient::new();
+    reader.jar = browser.jar.clone();
+    let session = node_session(&mut reader, node).await;
+    for n in 0..WRITERS {
+        assert_eq!(
+            session[format!("k{n}")],
+            json!(n),
+            "update {n} lost: {session}"
+        );
+    }
+    assert_eq!(session["n"], 1);
+    assert_eq!(session["user"], "bob");
 }
 
 fn express(store_yaml: &str) -> String {
