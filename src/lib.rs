@@ -4,7 +4,8 @@
 //! A request's path, module by module:
 //!
 //! 1. [`server`] accepts the connection (plain or TLS), bounds it, and hands
-//!    each request to the [`gateway`];
+//!    each request to the [`gateway`], which picks its [`route`] (backend,
+//!    session rule, cross-origin check);
 //! 2. [`session`] resolves the session from the cookie and the [`store`],
 //!    and writes it into the request headers;
 //! 3. [`proxy`] forwards the request upstream and streams the response back;
@@ -17,7 +18,8 @@
 //!
 //! Imports run one way: `config` and `error` are the ground floor and import
 //! nothing else from the crate; `store` builds on them; `session` on
-//! `store`; `proxy` on `config`; `gateway` joins `session` and `proxy`;
+//! `store`; `proxy` on `config`; `route` on `proxy`; `gateway` joins
+//! `session`, `route` and `proxy`;
 //! `server`, `admin` and `app` sit on top.
 
 #![forbid(unsafe_code)]
