@@ -84,8 +84,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Reads the configuration and its secrets. Logging starts in between, so
+/// that a warning about a secret file reaches the log.
 fn load(path: &Path) -> Result<(Config, Secrets), Error> {
     let config = Config::load(path)?;
+    init_logging(&config.log);
     let secrets = config.secrets(&env)?;
     Ok((config, secrets))
 }
@@ -108,7 +111,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn run(path: &Path) -> Result<(), Error> {
     let (config, secrets) = load(path)?;
-    init_logging(&config.log);
     install_crypto_provider();
     runtime()?.block_on(sessiongate::app::run(
         config,

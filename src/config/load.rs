@@ -74,38 +74,15 @@ impl Config {
         Ok(config)
     }
 
-    /// The secrets in force: `SESSION_SECRET` wins over `session.secret`, and
-    /// `SESSION_PREVIOUS_SECRETS` (comma-separated) over
-    /// `session.previous_secrets`.
+    /// The secrets in force, from the environment, secret files or the
+    /// configuration, the first that is set winning (see
+    /// [`secret_file`](super::secret_file)).
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable or key and the file.
     pub fn secrets(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secrets, Error> {
-        let current = env("SESSION_SECRET")
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.session.secret.clone().filter(|s| !s.is_empty()))
-            .ok_or_else(|| {
-                Error::config_message(format!(
-                    "no session secret: set SESSION_SECRET (or session.secret) to at least {MIN_SECRET_LEN} random characters, e.g. from `sessiongate keygen`"
-                ))
-            })?;
-        check_secret_length("SESSION_SECRET", &current)?;
-        let previous: Vec<String> =
-            match env("SESSION_PREVIOUS_SECRETS").filter(|s| !s.trim().is_empty()) {
-                Some(list) => list
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                None => self
-                    .session
-                    .previous_secrets
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .cloned()
-                    .collect(),
-            };
-        for secret in &previous {
-            check_secret_length("SESSION_PREVIOUS_SECRETS", secret)?;
-        }
-        Ok(Secrets { current, previous })
+        super::secret_file::resolve(&self.session, env)
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -223,16 +200,6 @@ impl Config {
         }
         self.store.validate()
     }
-}
-
-fn check_secret_length(variable: &str, secret: &str) -> Result<(), Error> {
-    if secret.chars().count() < MIN_SECRET_LEN {
-        return Err(Error::config_message(format!(
-            "{variable}: a secret must be at least {MIN_SECRET_LEN} characters long (got {})",
-            secret.chars().count()
-        )));
-    }
-    Ok(())
 }
 
 /// Cookie names are RFC 6265 tokens.

@@ -9,6 +9,7 @@
 mod duration;
 mod env;
 mod load;
+mod secret_file;
 pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -130,8 +131,13 @@ impl Default for UpstreamConfig {
 pub struct SessionConfig {
     /// The current secret (`SESSION_SECRET` wins).
     pub secret: Option<String>,
+    /// A file holding the current secret (`SESSION_SECRET` and
+    /// `SESSION_SECRET_FILE` win; it wins over `secret`).
+    pub secret_file: Option<String>,
     /// Older secrets whose cookies still open (rotation).
     pub previous_secrets: Vec<String>,
+    /// A file of older secrets, one a line (wins over `previous_secrets`).
+    pub previous_secrets_file: Option<String>,
     /// Idle lifetime.
     pub ttl: ConfigDuration,
     /// Hard limit from creation, whatever the activity.
@@ -156,7 +162,9 @@ impl std::fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionConfig")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
             .field("previous_secrets", &self.previous_secrets.len())
+            .field("previous_secrets_file", &self.previous_secrets_file)
             .field("ttl", &self.ttl)
             .field("absolute_ttl", &self.absolute_ttl)
             .field("touch_interval", &self.touch_interval)
@@ -173,7 +181,9 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             secret: None,
+            secret_file: None,
             previous_secrets: Vec::new(),
+            previous_secrets_file: None,
             ttl: ConfigDuration::secs(24 * 3600),
             absolute_ttl: None,
             touch_interval: ConfigDuration::secs(30),
