@@ -1,5 +1,8 @@
 //! Start-up: everything is checked before anything listens, then the public
-//! and admin listeners run until SIGTERM/SIGINT and a bounded drain.
+//! and admin listeners run until SIGTERM/SIGINT and a bounded drain;
+//! `SIGHUP` reloads the configuration ([`reload`]).
+
+pub mod reload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,12 +13,24 @@ use crate::admin::{self, Admin};
 use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::gateway::Gateway;
-use crate::server;
+use crate::server::{self, Live};
 
-/// Runs the gateway until `stop` completes and requests in flight drain.
+/// Where a reload reads from, and the SHA-256 of the file the running
+/// configuration came from.
+#[derive(Debug)]
+pub struct Reload {
+    /// The configuration file.
+    pub source: reload::Source,
+    /// Its SHA-256 at start.
+    pub hash: String,
+}
+
+/// Runs the gateway until `stop` completes and requests in flight drain;
+/// with `reload`, `SIGHUP` reloads the configuration.
 pub async fn run(
     config: Config,
     secrets: Secrets,
+    reload: Option<Reload>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let metrics = match admin::metrics::install() {
@@ -27,8 +42,7 @@ pub async fn run(
     };
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
     let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
-    let store = sessions.server().cloned();
-    let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
+    let live = Arc::new(Live::new(Gateway::new(&config, &secrets, sessions)?, tls));
 
     let public = bind("listen", config.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
@@ -37,16 +51,25 @@ pub async fn run(
         admin = %config.admin.listen,
         upstream = %config.upstream.url,
         store = config.store.kind(),
-        tls = tls.is_some(),
+        tls = config.tls.is_some(),
         "sessiongate is serving"
     );
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
-        Arc::new(Admin { store, metrics }),
+        Arc::new(Admin {
+            live: live.clone(),
+            metrics,
+        }),
         config.limits.header_read_timeout.get(),
     ));
-    server::serve(public, tls, gateway, &config.limits, stop).await;
+    let reload_task = reload.map(|Reload { source, hash }| {
+        tokio::spawn(reload::Reloader::new(source, live.clone(), &config, hash).run())
+    });
+    server::serve(public, live, &config.limits, stop).await;
     admin_task.abort();
+    if let Some(task) = reload_task {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

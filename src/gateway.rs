@@ -8,9 +8,11 @@
 //! 4. **apply the backend's instructions** to the store, before the head
 //!    goes to the client;
 //! 5. **set the cookie**;
-//! 6. **log and count**.
+//! 6. **log and count**: one access line per request ([`access`]).
 //!
 //! Every failure is one [`Error`] whose [`Error::status`] is the answer.
+
+mod access;
 
 use std::time::Instant;
 
@@ -27,6 +29,8 @@ use crate::proxy::{Client, Connection, ProxyBody, Upstream, forward, headers, te
 use crate::session::{Engine, Session};
 use crate::store::Sessions;
 
+use self::access::Trace;
+
 /// The gateway: the session engine in front of the upstream.
 #[derive(Debug)]
 pub struct Gateway {
@@ -34,6 +38,8 @@ pub struct Gateway {
     upstream: Upstream,
     trusted_proxies: Vec<IpNet>,
     metrics: RequestMetrics,
+    /// `log.access`.
+    access_log: bool,
 }
 
 /// A client's protocol upgrade, waiting for the backend's `101`.
@@ -55,6 +61,7 @@ impl Gateway {
             upstream: Upstream::new(&config.upstream)?,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: RequestMetrics::new(),
+            access_log: config.log.access,
         })
     }
 
@@ -69,14 +76,19 @@ impl Gateway {
         request: Request<Incoming>,
         connection: &Connection,
     ) -> Response<ProxyBody> {
-        // Kept for the error log; cloning a parsed URI shares its bytes.
+        let started = Instant::now();
+        // Kept for the logs; cloning a parsed URI shares its bytes.
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let response = match self.forward(request, connection).await {
+        let mut trace = Trace::default();
+        let response = match self.forward(request, connection, &mut trace).await {
             Ok(response) => response,
             Err(error) => error_response(&method, uri.path(), &error),
         };
         self.metrics.count(response.status());
+        if self.access_log {
+            access::log(&method, &uri, &response, connection, &trace, started);
+        }
         response
     }
 
@@ -85,14 +97,19 @@ impl Gateway {
         &self,
         mut request: Request<Incoming>,
         connection: &Connection,
+        trace: &mut Trace,
     ) -> Result<Response<ProxyBody>> {
         let client = Client::of(&request, connection, &self.trusted_proxies);
-        let session = self.engine.resolve(request.headers()).await?;
+        let session = trace.store(self.engine.resolve(request.headers())).await?;
+        if self.access_log {
+            trace.session = Some(session.public_id().to_owned());
+        }
         let pending = take_upgrade(&mut request);
         let outgoing =
             self.upstream_request(request, connection, client, &session, pending.is_some())?;
-        let response = self.send(outgoing).await?;
-        self.respond(response, pending, session, client).await
+        let response = self.send(outgoing, trace).await?;
+        self.respond(response, pending, session, client, trace)
+            .await
     }
 
     /// Phase 2: the request as the backend sees it.
@@ -112,12 +129,16 @@ impl Gateway {
     }
 
     /// Phase 3: the upstream's response head, timed.
-    async fn send(&self, outgoing: Request<ProxyBody>) -> Result<Response<PooledBody>> {
+    async fn send(
+        &self,
+        outgoing: Request<ProxyBody>,
+        trace: &mut Trace,
+    ) -> Result<Response<PooledBody>> {
         let started = Instant::now();
         let response = self.upstream.send(outgoing).await?;
-        self.metrics
-            .upstream_duration
-            .record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        self.metrics.upstream_duration.record(elapsed.as_secs_f64());
+        trace.upstream = Some(elapsed);
         Ok(response)
     }
 
@@ -129,6 +150,7 @@ impl Gateway {
         pending: Option<PendingUpgrade>,
         session: Session,
         client: Client,
+        trace: &mut Trace,
     ) -> Result<Response<ProxyBody>> {
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upgraded = match pending {
@@ -140,8 +162,11 @@ impl Gateway {
         };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers, upgraded);
-        self.engine
-            .commit(session, &mut parts.headers, client.https)
+        trace
+            .store(
+                self.engine
+                    .commit(session, &mut parts.headers, client.https),
+            )
             .await?;
         Ok(Response::from_parts(parts, body.boxed()))
     }

@@ -110,11 +110,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 fn run(path: &Path) -> Result<(), Error> {
-    let (config, secrets) = load(path)?;
+    let source = sessiongate::app::reload::Source::new(path);
+    let (config, hash) = source.read()?;
+    init_logging(&config.log);
+    let secrets = config.secrets(&env)?;
     install_crypto_provider();
     runtime()?.block_on(sessiongate::app::run(
         config,
         secrets,
+        Some(sessiongate::app::Reload { source, hash }),
         sessiongate::server::shutdown::signal(),
     ))
 }
@@ -175,7 +179,7 @@ fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), Error> {
         tokio::spawn(sessiongate::demo::serve(backend));
         eprintln!("sessiongate demo: open http://{listen}/ (echo backend on {backend_addr}; admin on {admin_listen})");
         eprintln!("sessiongate demo: try  curl -c jar -b jar 'http://{listen}/login?update=%7B%22user%22%3A%22ada%22%7D'");
-        sessiongate::app::run(config, secrets, sessiongate::server::shutdown::signal()).await
+        sessiongate::app::run(config, secrets, None, sessiongate::server::shutdown::signal()).await
     })
 }
 
@@ -216,11 +220,20 @@ fn install_crypto_provider() {
 
 fn init_logging(config: &LogConfig) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    // The access log does not depend on `log.level` (only RUST_LOG, when
+    // set, decides everything).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let filter = EnvFilter::new(&config.level);
+        match "sessiongate::access=info".parse() {
+            Ok(access) => filter.add_directive(access),
+            Err(_) => filter,
+        }
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -21,22 +21,23 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::proxy::{ProxyBody, text_body};
-use crate::store::SessionStore;
+use crate::server::Live;
 
 /// What the admin endpoints report on.
 pub struct Admin {
-    /// Pinged by `/readyz`; `None` for the cookie store, which has nothing
-    /// to reach.
-    pub store: Option<Arc<dyn SessionStore>>,
+    /// The gateway in force: `/readyz` pings its store (the cookie store
+    /// has nothing to reach), so a reload that changes the store changes
+    /// what readiness checks.
+    pub live: Arc<Live>,
     /// Rendered by `/metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// Stores are not `Debug`: shows which one, and whether metrics are on.
+/// Shows which store readiness checks, and whether metrics are on.
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admin")
-            .field("store", &self.store.as_ref().map(|store| store.kind()))
+            .field("sessions", self.live.gateway().sessions())
             .field("metrics", &self.metrics.is_some())
             .finish()
     }
@@ -73,7 +74,8 @@ impl Admin {
     }
 
     async fn readiness(&self) -> Response<ProxyBody> {
-        let Some(store) = &self.store else {
+        let gateway = self.live.gateway();
+        let Some(store) = gateway.sessions().server() else {
             return respond(StatusCode::OK, "ready: cookie store\n", "text/plain");
         };
         match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {

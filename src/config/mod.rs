@@ -74,7 +74,7 @@ impl Default for Config {
 }
 
 /// `tls`: the public listener's certificate and key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -294,7 +294,7 @@ pub struct HeadersConfig {
 }
 
 /// `limits`: bounds on what clients may hold or send.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest request head accepted (431 past it).
@@ -327,13 +327,15 @@ impl Default for LimitsConfig {
 }
 
 /// Logging: not in the contract's example, an addition for operators.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// Text or JSON lines.
     pub format: LogFormat,
     /// A tracing filter such as `info` or `sessiongate=debug`; `RUST_LOG` wins.
     pub level: String,
+    /// One line per request, target `sessiongate::access`.
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -341,6 +343,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            access: true,
         }
     }
 }

@@ -182,10 +182,11 @@ mod tests {
         let key_file = files.write("key", &format!("{C}\n"));
         let session = SessionConfig {
             secret: Some(D.into()),
-            secret_file: Some(key_file.clone()),
+            secret_file: Some(key_file),
             ..SessionConfig::default()
         };
-        let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+        type Env<'a> = Vec<(&'a str, &'a str)>;
+        let cases: [(&str, Env, &str); 4] = [
             (
                 "SESSION_SECRET first",
                 vec![("SESSION_SECRET", A), ("SESSION_SECRET_FILE", &env_file)],

@@ -17,6 +17,7 @@ mod cookie_store;
 mod gateway_stores;
 mod hardening;
 mod hardening_limits;
+mod operations;
 mod packaging;
 mod properties;
 mod protocol;

@@ -7,7 +7,7 @@ use crate::config::ConfigDuration;
 use crate::error::Error;
 
 /// `store: {type: redis}`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// One server: `redis://` or `rediss://`.
