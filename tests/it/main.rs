@@ -29,4 +29,5 @@ mod store_memory;
 mod store_mysql;
 mod store_redis;
 mod store_redis_cluster;
+mod store_redis_sentinel;
 mod upstream_pool;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 pub use dynamodb::{AwsConfig, DynamoConfig};
 pub use mysql::MysqlConfig;
-pub use redis::RedisConfig;
+pub use redis::{RedisConfig, SentinelConfig};
 
 use super::typed;
 use crate::error::Error;
