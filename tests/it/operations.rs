@@ -503,3 +503,73 @@ async fn the_access_log_is_json_under_log_format_json() {
         assert!(fields[timing].as_f64().is_some(), "{timing}: {line}");
     }
 }
+
+/// A development CA and a certificate it signs for localhost, in `dir`.
+fn make_cert(dir: &std::path::Path) {
+    let made = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/certs/make-dev-cert.sh"
+        ))
+        .arg(dir)
+        .output()
+        .expect("make-dev-cert.sh");
+    assert!(made.status.success(), "{made:?}");
+}
+
+/// Whether a client that trusts only `ca` gets an answer over a new
+/// connection.
+async fn trusted_by(gateway: &Gateway, ca: &std::path::Path) -> bool {
+    let client = crate::proxy::tls_client(ca);
+    let url = format!("https://localhost:{}/", gateway.addr.port());
+    let request = Request::get(url).body(Full::default()).expect("request");
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), client.request(request)).await,
+        Ok(Ok(response)) if response.status() == StatusCode::OK
+    )
+}
+
+#[tokio::test]
+async fn a_reload_serves_a_rotated_certificate_to_new_connections() {
+    let (first, second, live) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    make_cert(first.path());
+    make_cert(second.path());
+    let install = |from: &std::path::Path| {
+        for file in ["gateway.crt", "gateway.key"] {
+            std::fs::copy(from.join(file), live.path().join(file)).expect("copy");
+        }
+    };
+    install(first.path());
+    let upstream = Upstream::start().await;
+    let yaml = format!(
+        "tls:\n  cert: {0}/gateway.crt\n  key: {0}/gateway.key\nupstream:\n  url: {1}\n",
+        live.path().display(),
+        upstream.url()
+    );
+    let gateway = Gateway::builder(&yaml).start().await;
+    let (first_ca, second_ca) = (
+        first.path().join("dev-ca.crt"),
+        second.path().join("dev-ca.crt"),
+    );
+    assert!(trusted_by(&gateway, &first_ca).await);
+    assert!(!trusted_by(&gateway, &second_ca).await);
+
+    install(second.path());
+    reload(&gateway, "ok").await;
+    assert!(
+        trusted_by(&gateway, &second_ca).await,
+        "the new certificate"
+    );
+    assert!(!trusted_by(&gateway, &first_ca).await, "not the old one");
+
+    std::fs::write(live.path().join("gateway.crt"), "not a certificate\n").unwrap();
+    reload(&gateway, "error").await;
+    assert!(
+        trusted_by(&gateway, &second_ca).await,
+        "a certificate that does not load keeps the running one"
+    );
+}
