@@ -13,6 +13,7 @@ TARGETS = [
     ("nginx", "nginx proxy_pass, keep-alive"),
     ("express", "express-session + connect-redis"),
     ("sessiongate-cookie", "sessiongate, cookie store"),
+    ("sessiongate-cookie-noaccess", "sessiongate, cookie store, `log.access: false` (the access log's cost: compare with the row above)"),
     ("sessiongate-redis", "sessiongate, Redis store"),
 ]
 WORKLOADS = [

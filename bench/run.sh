@@ -9,6 +9,7 @@
 # other, with the proxy under test pinned to CPU 0 and wrk, the nginx upstream
 # and a private redis-server pinned to CPU 1:
 #   upstream alone | nginx proxy_pass | express-session | sessiongate cookie | sessiongate redis
+#   | sessiongate cookie without the access log (log.access: false)
 # under three workloads: read (64 conns, established session), write (64 conns,
 # every response updates the session) and conn1000 (1,000 keep-alive conns).
 #
@@ -279,8 +280,9 @@ cookie="$(login express)"
 bench_target express "$cookie" "$cookies" "$pid"
 stop_pid "$pid"
 
-# 4. sessiongate, cookie store and Redis store
-for store in cookie redis; do
+# 4. sessiongate, cookie store and Redis store (both with the default access
+# log, written to a file), and the cookie store without the access log
+for store in cookie redis cookie-noaccess; do
     log "sessiongate ($store store)"
     GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
         REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:" \
