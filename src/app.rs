@@ -54,6 +54,10 @@ pub async fn run(
         tls = config.tls.is_some(),
         "sessiongate is serving"
     );
+    // Before anything answers: SIGHUP is taken over from its default
+    // action (ending the process) before a probe can see the gateway up.
+    let reloader = reload
+        .map(|Reload { source, hash }| reload::Reloader::new(source, live.clone(), &config, hash));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::new(Admin {
@@ -62,9 +66,7 @@ pub async fn run(
         }),
         config.limits.header_read_timeout.get(),
     ));
-    let reload_task = reload.map(|Reload { source, hash }| {
-        tokio::spawn(reload::Reloader::new(source, live.clone(), &config, hash).run())
-    });
+    let reload_task = reloader.map(|reloader| tokio::spawn(reloader.run()));
     server::serve(public, live, &config.limits, stop).await;
     admin_task.abort();
     if let Some(task) = reload_task {

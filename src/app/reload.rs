@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, LimitsConfig, LogConfig, StoreConfig};
 use crate::error::Error;
@@ -45,12 +46,7 @@ impl Source {
     ///
     /// The file cannot be read, or a key is invalid (the error names it).
     pub fn read(&self) -> Result<(Config, String), Error> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            Error::config_message(format!(
-                "cannot read configuration {}: {e}",
-                self.path.display()
-            ))
-        })?;
+        let text = Config::read_text(&self.path)?;
         let config = Config::parse(&text, &process_env)?;
         Ok((config, sha256_hex(text.as_bytes())))
     }
@@ -92,12 +88,24 @@ pub struct Reloader {
     source: Source,
     live: Arc<Live>,
     running: Running,
+    /// Registered when the reloader is made, before anything listens: a
+    /// hang-up that arrives early must not meet the default action (which
+    /// ends the process).
+    hangups: Option<Signal>,
 }
 
 impl Reloader {
     /// A reloader for the gateway `live` serves, started from `config`
-    /// (read from `source`, its file's SHA-256 `hash`).
+    /// (read from `source`, its file's SHA-256 `hash`). Takes over
+    /// `SIGHUP` at once; must be called inside the runtime.
     pub fn new(source: Source, live: Arc<Live>, config: &Config, hash: String) -> Self {
+        let hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP: reloading is off");
+                None
+            }
+        };
         let running = Running {
             listen: config.listen,
             admin_listen: config.admin.listen,
@@ -115,19 +123,15 @@ impl Reloader {
             source,
             live,
             running,
+            hangups,
         }
     }
 
     /// Waits for `SIGHUP` and reloads, until the process ends.
     pub async fn run(mut self) {
-        let mut hangups =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(hangups) => hangups,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGHUP: reloading is off");
-                    return;
-                }
-            };
+        let Some(mut hangups) = self.hangups.take() else {
+            return;
+        };
         while hangups.recv().await.is_some() {
             self.reload().await;
         }

@@ -40,10 +40,18 @@ impl Config {
     /// Reads and checks the file at `path`, substituting from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        Self::parse(&Self::read_text(path)?, &|name| std::env::var(name).ok())
+    }
+
+    /// The configuration file's text, for [`Config::parse`].
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (the message names it).
+    pub fn read_text(path: &Path) -> Result<String, Error> {
+        std::fs::read_to_string(path).map_err(|e| {
             Error::config_message(format!("cannot read configuration {}: {e}", path.display()))
-        })?;
-        Self::parse(&text, &|name| std::env::var(name).ok())
+        })
     }
 
     /// Parses and checks configuration text; `env` looks up variables.

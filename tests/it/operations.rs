@@ -287,7 +287,7 @@ fn check(env: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.yaml");
     std::fs::write(&config, "upstream:\n  url: http://127.0.0.1:3000\n").unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+    let mut command = std::process::Command::new(crate::support::binary());
     command
         .arg("check")
         .arg("--config")

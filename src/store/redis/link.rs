@@ -15,17 +15,21 @@ use redis::io::tcp::socket2::TcpKeepalive;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     Client, Cmd, ConnectionInfo, ErrorKind, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
-    TlsMode, Value,
+    ServerErrorKind, TlsMode, Value,
 };
 use tokio::sync::{Mutex, RwLock};
 
 use crate::config::store::SentinelConfig;
-
 use crate::error::{Error, Result};
 use crate::store::record::now_millis;
 
 /// Failures in a row after which the store opens a fresh connection.
 const FRESH_CONNECTION_AFTER: u32 = 3;
+
+/// After the sentinels could not name a reachable master, operations fail
+/// at once for this long instead of asking again, so that a burst of
+/// requests during a failover does not become a burst of lookups.
+const ASK_AGAIN_AFTER_MS: u64 = 250;
 
 /// Idle time before TCP keepalive probes start, so that a silently dropped
 /// idle connection (a NAT or firewall timeout) is noticed.
@@ -218,6 +222,9 @@ pub struct Link {
     current: RwLock<Option<Connection>>,
     failures: AtomicU32,
     opened_at: AtomicU64,
+    /// When the sentinels last failed to name a reachable master (0: not
+    /// since the last success).
+    asked_in_vain_at: AtomicU64,
     timeout: Duration,
 }
 
@@ -229,6 +236,7 @@ impl Link {
             current,
             failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(now_millis()),
+            asked_in_vain_at: AtomicU64::new(0),
             timeout,
         })
     }
@@ -243,10 +251,26 @@ impl Link {
         if let Some(connection) = current.as_ref() {
             return Ok(connection.clone());
         }
-        let found = self.connector.find().await?;
-        *current = Some(found.clone());
-        self.opened_at.store(now_millis(), Ordering::Relaxed);
-        Ok(found)
+        let in_vain_at = self.asked_in_vain_at.load(Ordering::Relaxed);
+        if in_vain_at != 0 && now_millis().saturating_sub(in_vain_at) < ASK_AGAIN_AFTER_MS {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "no reachable Redis master: the sentinels named none moments ago",
+            )));
+        }
+        match self.connector.find().await {
+            Ok(found) => {
+                *current = Some(found.clone());
+                self.opened_at.store(now_millis(), Ordering::Relaxed);
+                self.asked_in_vain_at.store(0, Ordering::Relaxed);
+                Ok(found)
+            }
+            Err(error) => {
+                self.asked_in_vain_at
+                    .store(now_millis().max(1), Ordering::Relaxed);
+                Err(error)
+            }
+        }
     }
 
     /// Starts watching one operation. An operation that is dropped before it
@@ -266,6 +290,22 @@ impl Link {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         let age = now_millis().saturating_sub(self.opened_at.load(Ordering::Relaxed));
         if failures >= FRESH_CONNECTION_AFTER && u128::from(age) >= self.timeout.as_millis() {
+            self.reopen();
+        }
+    }
+
+    /// `error` says the server is a replica now (a failover demoted it, or
+    /// the sentinels were behind): behind Sentinel the master is asked for
+    /// again at once, whatever the count of failures (reads that still
+    /// succeed on the replica would keep resetting it).
+    pub fn check_demoted(&self, error: &RedisError) {
+        let read_only = error.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            || error.to_string().contains("READONLY");
+        let age = now_millis().saturating_sub(self.opened_at.load(Ordering::Relaxed));
+        if read_only
+            && matches!(self.connector, Connector::Sentinel(_))
+            && age >= ASK_AGAIN_AFTER_MS
+        {
             self.reopen();
         }
     }

@@ -205,7 +205,10 @@ impl RedisBackend {
             Ok(mut conn) => run(&mut conn).await,
             Err(error) => Err(error),
         }
-        .map_err(|e| failed(operation, e, self.timeout));
+        .map_err(|e| {
+            self.link.check_demoted(&e);
+            failed(operation, e, self.timeout)
+        });
         health.settle(&result);
         result
     }

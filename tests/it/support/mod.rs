@@ -21,6 +21,17 @@ use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 
+/// The `sessiongate` binary under test: Cargo's (`CARGO_BIN_EXE_sessiongate`),
+/// or the one `SESSIONGATE_BIN` names. Two checkouts that share a target
+/// directory share `target/debug/sessiongate` too, and the last build of
+/// either wins; pointing `SESSIONGATE_BIN` at a copy keeps a test run on
+/// its own binary.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SESSIONGATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sessiongate")))
+}
+
 /// A free local port, never the same one twice in this test process.
 ///
 /// The OS may hand out a port it just handed out once the probe socket is
@@ -181,7 +192,7 @@ impl Gateway {
     /// Starts the process and waits for `/healthz`; `Err` holds the log of a
     /// process that exited first.
     async fn try_spawn(&mut self) -> Result<(), String> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+        let mut command = Command::new(binary());
         command
             .arg("--config")
             .arg(&self.config)
