@@ -72,6 +72,7 @@ pub async fn run(
     if let Some(task) = reload_task {
         task.abort();
     }
+    crate::gateway::flush_access_log();
     tracing::info!("stopped");
     Ok(())
 }

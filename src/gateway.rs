@@ -14,6 +14,8 @@
 
 mod access;
 
+pub use self::access::flush as flush_access_log;
+
 use std::time::Instant;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -22,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use ipnet::IpNet;
 
-use crate::config::{Config, Secrets};
+use crate::config::{Config, LogFormat, Secrets};
 use crate::error::{Error, Result};
 use crate::proxy::pool::PooledBody;
 use crate::proxy::{Client, Connection, ProxyBody, Upstream, forward, headers, text_body, upgrade};
@@ -38,8 +40,8 @@ pub struct Gateway {
     upstream: Upstream,
     trusted_proxies: Vec<IpNet>,
     metrics: RequestMetrics,
-    /// `log.access`.
-    access_log: bool,
+    /// `log.access`: in which format, or `None` when off.
+    access_log: Option<LogFormat>,
 }
 
 /// A client's protocol upgrade, waiting for the backend's `101`.
@@ -61,7 +63,7 @@ impl Gateway {
             upstream: Upstream::new(&config.upstream)?,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: RequestMetrics::new(),
-            access_log: config.log.access,
+            access_log: config.log.access.then_some(config.log.format),
         })
     }
 
@@ -86,8 +88,16 @@ impl Gateway {
             Err(error) => error_response(&method, uri.path(), &error),
         };
         self.metrics.count(response.status());
-        if self.access_log {
-            access::log(&method, &uri, &response, connection, &trace, started);
+        if let Some(format) = self.access_log {
+            let line = access::Line {
+                method: &method,
+                uri: &uri,
+                response: &response,
+                connection,
+                trace: &trace,
+                started,
+            };
+            access::log(format, &line);
         }
         response
     }
@@ -101,7 +111,7 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>> {
         let client = Client::of(&request, connection, &self.trusted_proxies);
         let session = trace.store(self.engine.resolve(request.headers())).await?;
-        if self.access_log {
+        if self.access_log.is_some() {
             trace.session = Some(session.public_id().to_owned());
         }
         let pending = take_upgrade(&mut request);

@@ -220,15 +220,8 @@ fn install_crypto_provider() {
 
 fn init_logging(config: &LogConfig) {
     use tracing_subscriber::EnvFilter;
-    // The access log does not depend on `log.level` (only RUST_LOG, when
-    // set, decides everything).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let filter = EnvFilter::new(&config.level);
-        match "sessiongate::access=info".parse() {
-            Ok(access) => filter.add_directive(access),
-            Err(_) => filter,
-        }
-    });
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

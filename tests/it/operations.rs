@@ -434,14 +434,23 @@ async fn a_storm_of_reloads_leaks_no_store_and_no_socket() {
     }
 }
 
-/// Lines of the gateway's log from the access log.
-fn access_lines(gateway: &mut Gateway) -> Vec<String> {
-    gateway
-        .stderr()
-        .lines()
-        .filter(|line| line.contains("sessiongate::access"))
-        .map(str::to_owned)
-        .collect()
+/// Lines of the gateway's log from the access log, once there are
+/// `expected` of them (the access log writes in batches, at most 100 ms
+/// late), or after a second.
+async fn access_lines(gateway: &mut Gateway, expected: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let lines: Vec<String> = gateway
+            .stderr()
+            .lines()
+            .filter(|line| line.contains("sessiongate::access"))
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= expected || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -457,7 +466,7 @@ async fn the_access_log_has_one_text_line_per_request() {
         .await;
     assert_eq!(answer.status, StatusCode::OK);
     let public_id = answer.session_id();
-    let lines = access_lines(&mut gateway);
+    let lines = access_lines(&mut gateway, 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line = &lines[0];
     for expected in [
@@ -478,7 +487,10 @@ async fn the_access_log_has_one_text_line_per_request() {
     let off = Gateway::start(&upstream, "log:\n  access: false\n").await;
     let mut off = off;
     TestClient::new().get(&off.url("/")).await;
-    assert!(access_lines(&mut off).is_empty(), "log.access: false");
+    assert!(
+        access_lines(&mut off, 1).await.is_empty(),
+        "log.access: false"
+    );
 }
 
 #[tokio::test]
@@ -487,7 +499,7 @@ async fn the_access_log_is_json_under_log_format_json() {
     let mut gateway = Gateway::start(&upstream, "log:\n  format: json\n").await;
     let answer = TestClient::new().get(&gateway.url("/json?secret=1")).await;
     let bytes = answer.body.len() as u64;
-    let lines = access_lines(&mut gateway);
+    let lines = access_lines(&mut gateway, 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line: Value = serde_json::from_str(&lines[0]).expect("a JSON line");
     let fields = &line["fields"];
