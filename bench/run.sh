@@ -8,8 +8,12 @@
 # the express peer with `npm ci`, then measures on this machine, one after the
 # other, with the proxy under test pinned to CPU 0 and wrk, the nginx upstream
 # and a private redis-server pinned to CPU 1:
-#   upstream alone | nginx proxy_pass | express-session | sessiongate cookie | sessiongate redis
-#   | sessiongate cookie without the access log (log.access: false)
+#   upstream alone | nginx proxy_pass | express-session | sessiongate cookie |
+#   sessiongate cookie behind 20 routes | sessiongate cookie with the signed
+#   session assertion | sessiongate redis | sessiongate cookie without the
+#   access log (log.access: false)
+# and then counts user-space instructions per request (valgrind's callgrind)
+# for nginx and sessiongate on the read workload (bench/instructions.sh).
 # under three workloads: read (64 conns, established session), write (64 conns,
 # every response updates the session) and conn1000 (1,000 keep-alive conns).
 #
@@ -280,9 +284,11 @@ cookie="$(login express)"
 bench_target express "$cookie" "$cookies" "$pid"
 stop_pid "$pid"
 
-# 4. sessiongate, cookie store and Redis store (both with the default access
-# log, written to a file), and the cookie store without the access log
-for store in cookie redis cookie-noaccess; do
+# 4. sessiongate: cookie store, cookie store behind 20 routes, cookie store
+#    with the signed session assertion, Redis store (all with the default
+#    access log, written to a file), and the cookie store without the
+#    access log (its cost)
+for store in cookie cookie-routes cookie-assertion redis cookie-noaccess; do
     log "sessiongate ($store store)"
     GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
         REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:" \
@@ -294,6 +300,28 @@ for store in cookie redis cookie-noaccess; do
     cookie="$(login "sessiongate-$store")"
     bench_target "sessiongate-$store" "$cookie" "$cookies" "$pid"
     stop_pid "$pid"
+done
+
+# 5. user-space instructions per request (callgrind), read workload. The
+# session cookie comes from the same gateway started normally first (same
+# secret, same Redis), so the counted run spends nothing on logging in.
+# shellcheck source=bench/instructions.sh
+source "$BENCH/instructions.sh"
+log "instructions per request (callgrind, ${INSTR_SECONDS}s each)"
+PORT="$PROXY_PORT"
+render "$BENCH/nginx/proxy.conf" "$WORK/proxy.conf" "$PROXY_PORT"
+count_instructions nginx / "$DUMMY_COOKIE" "http://127.0.0.1:$PORT/" -- \
+    "$NGINX" -p "$WORK" -e "$WORK/proxy.error.log" -c "$WORK/proxy.conf" -g 'daemon off; master_process off;'
+for store in cookie redis; do
+    gateway_env=(env GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT"
+        REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:")
+    "${gateway_env[@]}" "$GATEWAY" --config "$BENCH/gateway-$store.yaml" 2> "$WORK/sessiongate-$store-login.log" &
+    pid=$!; PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" || fail "sessiongate did not start: $(tail -5 "$WORK/sessiongate-$store-login.log")"
+    cookie="$(login "sessiongate-$store")"
+    stop_pid "$pid"
+    count_instructions "sessiongate-$store" / "$cookie" "http://127.0.0.1:$ADMIN_PORT/healthz" -- \
+        "${gateway_env[@]}" "$GATEWAY" --config "$BENCH/gateway-$store.yaml"
 done
 
 # ---------------------------------------------------------------- report

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it. It brings up what the
 # tests need when nothing answers: Redis (and a 3-master Redis Cluster),
-# MariaDB, and moto's DynamoDB server, under .test-services/, and stops
-# whatever it started when it exits, however it exits. It never stops or
-# reconfigures services that were already running.
+# MariaDB, moto's DynamoDB server, and a Python with PyJWT (the assertion
+# tests' verifier), under .test-services/, and stops whatever it started
+# when it exits, however it exits. It never stops or reconfigures services
+# that were already running.
 #
 #   scripts/test.sh                          # everything
 #   scripts/test.sh --test it proxy::        # extra arguments go to `cargo test`
@@ -43,6 +44,7 @@ ensure_redis
 ensure_redis_cluster
 ensure_mysql
 ensure_moto
+ensure_pyjwt
 env | grep '^SESSIONGATE_TEST_' | sort
 
 for check in scripts/checks/*.sh; do

@@ -40,8 +40,20 @@ pub async fn run(
             None
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
-    let sessions = crate::store::open(&config.store, config.session.keep_expired).await?;
+    let sessions = crate::store::open(
+        &config.store,
+        config.session.keep_expired,
+        config.session.identity_key.as_deref(),
+    )
+    .await?;
+    // The token is read once: `admin` needs a restart (the API reaches the
+    // store and identity index of the gateway in force).
+    let admin_token = config.admin_token(&|name| std::env::var(name).ok())?;
+    let sessions_api = admin_token.map(|token| admin::sessions::SessionsApi::new(&token));
     let live = Arc::new(Live::new(Gateway::new(&config, &secrets, sessions)?, tls));
 
     let public = bind("listen", config.listen).await?;
@@ -63,6 +75,7 @@ pub async fn run(
         Arc::new(Admin {
             live: live.clone(),
             metrics,
+            sessions: sessions_api,
         }),
         config.limits.header_read_timeout.get(),
     ));

@@ -18,6 +18,7 @@
 //! bytes; `/slow?ms=N` waits before answering.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,14 +40,21 @@ pub const CONFIG: &str =
 
 /// Serves the echo backend on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
+    // Named in every answer, so a test can tell two echo backends apart.
+    let server: Arc<str> = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".into(), |addr| addr.to_string().into());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
+        let server = server.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(|request| async move { Ok::<_, Infallible>(answer(request).await) });
+            let service = service_fn(|request| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(answer(request, &server).await) }
+            });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
@@ -54,7 +62,7 @@ pub async fn serve(listener: TcpListener) {
     }
 }
 
-async fn answer(request: Request<Incoming>) -> Response<ProxyBody> {
+async fn answer(request: Request<Incoming>, server: &str) -> Response<ProxyBody> {
     let query = parse_query(request.uri().query().unwrap_or(""));
     let param = |name: &str| {
         query
@@ -70,7 +78,7 @@ async fn answer(request: Request<Incoming>) -> Response<ProxyBody> {
                 let ms = param("ms").and_then(|n| n.parse().ok()).unwrap_or(1_000);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            json_response(&describe(&request))
+            json_response(&describe(&request, server))
         }
     };
     let headers = response.headers_mut();
@@ -92,7 +100,7 @@ async fn answer(request: Request<Incoming>) -> Response<ProxyBody> {
 }
 
 /// What the backend received, as JSON.
-fn describe(request: &Request<Incoming>) -> Value {
+fn describe(request: &Request<Incoming>, server: &str) -> Value {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let session: Value = header("x-session-data")
         .and_then(|d| serde_json::from_str(d).ok())
@@ -112,6 +120,7 @@ fn describe(request: &Request<Incoming>) -> Value {
         "path": request.uri().path(),
         "version": format!("{:?}", request.version()),
         "session_id": header("x-session-id"),
+        "server": server,
         "session": session,
         "headers": headers,
     })

@@ -1,9 +1,14 @@
 //! One request's trip through the gateway, phase by phase, in the order
 //! they run:
 //!
-//! 1. **resolve the session** from the cookie and the store;
+//! 0. **choose the route**: its backend and session rule; refuse a
+//!    cross-origin request, or one without an identity on a `required`
+//!    route, before the backend runs;
+//! 1. **resolve the session** from the cookie and the store (not on a
+//!    `session: off` route);
 //! 2. **build the upstream request**: target, forwarded headers, the
-//!    session written in and the session cookie taken out;
+//!    session written in (and signed, with `assertion` on) and the session
+//!    cookie taken out;
 //! 3. **send** it and wait for the response head;
 //! 4. **apply the backend's instructions** to the store, before the head
 //!    goes to the client;
@@ -24,10 +29,14 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use ipnet::IpNet;
 
+use crate::config::RouteSession;
 use crate::config::{Config, LogFormat, Secrets};
 use crate::error::{Error, Result};
 use crate::proxy::pool::PooledBody;
-use crate::proxy::{Client, Connection, ProxyBody, Upstream, forward, headers, text_body, upgrade};
+use crate::proxy::{Client, Connection, ProxyBody, forward, headers, text_body, upgrade};
+use crate::route::{Route, Routes};
+use crate::session::assertion::Assertion;
+use crate::session::keys::Keyring;
 use crate::session::{Engine, Session};
 use crate::store::Sessions;
 
@@ -37,11 +46,19 @@ use self::access::Trace;
 #[derive(Debug)]
 pub struct Gateway {
     engine: Engine,
-    upstream: Upstream,
+    routes: Routes,
     trusted_proxies: Vec<IpNet>,
     metrics: RequestMetrics,
+    /// `assertion`: the signed session assertion; off without the section.
+    assertion: Option<Assertion>,
     /// `log.access`: in which format, or `None` when off.
     access_log: Option<LogFormat>,
+    /// `/.well-known/jwks.json` on the admin listener: the public keys of
+    /// these secrets, so that a reload that rotates them publishes at once.
+    jwks: bytes::Bytes,
+    /// `session.identity_key` is set: server stores index sessions by it
+    /// (the admin session API needs that).
+    identity_indexed: bool,
 }
 
 /// A client's protocol upgrade, waiting for the backend's `101`.
@@ -56,20 +73,40 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// A configuration error when the upstream is unusable.
+    /// A configuration error when an upstream is unusable.
     pub fn new(config: &Config, secrets: &Secrets, sessions: Sessions) -> Result<Self> {
         Ok(Self {
             engine: Engine::new(config, secrets, sessions),
-            upstream: Upstream::new(&config.upstream)?,
+            routes: Routes::new(config)?,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: RequestMetrics::new(),
+            assertion: config
+                .assertion
+                .as_ref()
+                .map(|assertion| {
+                    let identity_key = config.session.identity_key.clone();
+                    Assertion::new(assertion, identity_key, &Keyring::new(secrets))
+                })
+                .transpose()?,
             access_log: config.log.access.then_some(config.log.format),
+            jwks: crate::session::assertion::jwks(&Keyring::new(secrets))?.into(),
+            identity_indexed: config.session.identity_key.is_some(),
         })
     }
 
     /// Where sessions live, for readiness checks.
     pub fn sessions(&self) -> &Sessions {
         self.engine.sessions()
+    }
+
+    /// The JWKS document of this gateway's secrets.
+    pub fn jwks(&self) -> &bytes::Bytes {
+        &self.jwks
+    }
+
+    /// Sessions are indexed by `session.identity_key`.
+    pub fn identity_indexed(&self) -> bool {
+        self.identity_indexed
     }
 
     /// Answers one client request. Never fails: errors become responses.
@@ -102,22 +139,44 @@ impl Gateway {
         response
     }
 
-    /// Phases 1 to 5.
+    /// Phases 0 to 5.
     async fn forward(
         &self,
         mut request: Request<Incoming>,
         connection: &Connection,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>> {
+        let route = self.routes.select(&request)?;
+        if !self.routes.allows_origin(route, &request) {
+            return Ok(cross_origin_refusal());
+        }
         let client = Client::of(&request, connection, &self.trusted_proxies);
-        let session = trace.store(self.engine.resolve(request.headers())).await?;
+        let session = match route.session {
+            RouteSession::Off => None,
+            RouteSession::Optional => {
+                Some(trace.store(self.engine.resolve(request.headers())).await?)
+            }
+            RouteSession::Required => {
+                let session = trace.store(self.engine.resolve(request.headers())).await?;
+                if !self.engine.has_identity(&session) {
+                    return Ok(route.login_required(&request));
+                }
+                Some(session)
+            }
+        };
         if self.access_log.is_some() {
-            trace.session = Some(session.public_id().to_owned());
+            trace.session = session.as_ref().map(|s| s.public_id().to_owned());
         }
         let pending = take_upgrade(&mut request);
-        let outgoing =
-            self.upstream_request(request, connection, client, &session, pending.is_some())?;
-        let response = self.send(outgoing, trace).await?;
+        let outgoing = self.upstream_request(
+            request,
+            route,
+            connection,
+            client,
+            session.as_ref(),
+            pending.is_some(),
+        )?;
+        let response = self.send(route, outgoing, trace).await?;
         self.respond(response, pending, session, client, trace)
             .await
     }
@@ -126,26 +185,32 @@ impl Gateway {
     fn upstream_request(
         &self,
         request: Request<Incoming>,
+        route: &Route,
         connection: &Connection,
         client: Client,
-        session: &Session,
+        session: Option<&Session>,
         upgrading: bool,
     ) -> Result<Request<ProxyBody>> {
         let mut outgoing =
-            forward::upstream_request(request, &self.upstream, connection, client, upgrading)?;
+            forward::upstream_request(request, &route.upstream, connection, client, upgrading)?;
         self.engine
             .prepare_upstream(session, outgoing.headers_mut())?;
+        if let Some(assertion) = &self.assertion {
+            let data = session.map(|session| &session.record().data);
+            assertion.write(outgoing.headers_mut(), data, route.upstream.origin())?;
+        }
         Ok(outgoing)
     }
 
     /// Phase 3: the upstream's response head, timed.
     async fn send(
         &self,
+        route: &Route,
         outgoing: Request<ProxyBody>,
         trace: &mut Trace,
     ) -> Result<Response<PooledBody>> {
         let started = Instant::now();
-        let response = self.upstream.send(outgoing).await?;
+        let response = route.upstream.send(outgoing).await?;
         let elapsed = started.elapsed();
         self.metrics.upstream_duration.record(elapsed.as_secs_f64());
         trace.upstream = Some(elapsed);
@@ -158,7 +223,7 @@ impl Gateway {
         &self,
         mut response: Response<PooledBody>,
         pending: Option<PendingUpgrade>,
-        session: Session,
+        session: Option<Session>,
         client: Client,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>> {
@@ -172,12 +237,17 @@ impl Gateway {
         };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers, upgraded);
-        trace
-            .store(
-                self.engine
-                    .commit(session, &mut parts.headers, client.https),
-            )
-            .await?;
+        match session {
+            Some(session) => {
+                trace
+                    .store(
+                        self.engine
+                            .commit(session, &mut parts.headers, client.https),
+                    )
+                    .await?
+            }
+            None => self.engine.discard_instructions(&mut parts.headers),
+        }
         Ok(Response::from_parts(parts, body.boxed()))
     }
 }
@@ -231,6 +301,21 @@ impl RequestMetrics {
 
 fn requests_counter(status: StatusCode) -> metrics::Counter {
     metrics::counter!("sessiongate_requests_total", "status" => status.as_str().to_owned())
+}
+
+/// 403 for a cross-origin request the route does not accept.
+fn cross_origin_refusal() -> Response<ProxyBody> {
+    let mut response = Response::new(text_body("Forbidden: cross-origin request\n"));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    for (name, value) in [
+        (http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        (http::header::CACHE_CONTROL, "no-store"),
+    ] {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Phase 6 for a failed request: the client sees a short status text; the

@@ -30,6 +30,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod proxy;
+pub mod route;
 pub mod server;
 pub mod session;
 pub mod store;

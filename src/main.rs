@@ -129,6 +129,10 @@ fn check(path: &Path) -> Result<(), Error> {
         install_crypto_provider();
         sessiongate::server::tls::acceptor(tls)?;
     }
+    config.admin_token(&env)?;
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: configuration is valid (store: {})",
         path.display(),

@@ -1,4 +1,6 @@
-//! The admin listener, on its own address: `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener, on its own address: `/healthz`, `/readyz`,
+//! `/metrics`, `/.well-known/jwks.json`, and with a token the session API
+//! ([`sessions`]).
 //!
 //! Served with the public listener's care: a request head must arrive
 //! within `limits.header_read_timeout`, and connections are capped, so a
@@ -6,8 +8,10 @@
 //! health checks and scrapers that need it.
 
 pub mod metrics;
+pub mod sessions;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,14 +35,18 @@ pub struct Admin {
     pub live: Arc<Live>,
     /// Rendered by `/metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
+    /// `/sessions`, over the store of the gateway in force; `None`
+    /// without an admin token (404).
+    pub sessions: Option<sessions::SessionsApi>,
 }
 
 /// Shows which store readiness checks, and whether metrics are on.
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admin")
-            .field("sessions", self.live.gateway().sessions())
+            .field("store", self.live.gateway().sessions())
             .field("metrics", &self.metrics.is_some())
+            .field("sessions", &self.sessions.is_some())
             .finish()
     }
 }
@@ -56,7 +64,18 @@ const MAX_HEAD_BYTES: usize = 8192;
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 impl Admin {
-    async fn answer(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
+    async fn answer(&self, request: &Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        if request.uri().path() == "/sessions" {
+            return match &self.sessions {
+                Some(api) => {
+                    let gateway = self.live.gateway();
+                    let store = gateway.sessions().server();
+                    api.answer(request, peer, store, gateway.identity_indexed())
+                        .await
+                }
+                None => respond(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
+            };
+        }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return respond(StatusCode::METHOD_NOT_ALLOWED, "GET only\n", "text/plain");
         }
@@ -69,6 +88,15 @@ impl Admin {
                 }
                 None => respond(StatusCode::NOT_FOUND, "metrics are off\n", "text/plain"),
             },
+            "/.well-known/jwks.json" => {
+                // The keys of the secrets in force: a reload that rotates
+                // the secret publishes the new key at once.
+                respond(
+                    StatusCode::OK,
+                    self.live.gateway().jwks().clone(),
+                    "application/json",
+                )
+            }
             _ => respond(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
         }
     }
@@ -98,7 +126,7 @@ impl Admin {
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     body: impl Into<bytes::Bytes>,
     content_type: &'static str,
@@ -140,7 +168,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, header_read_timeout
             let _permit = permit;
             let service = service_fn(move |request| {
                 let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.answer(&request).await) }
+                async move { Ok::<_, std::convert::Infallible>(admin.answer(&request, peer).await) }
             });
             let connection = http.serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);

@@ -7,9 +7,10 @@
 //!
 //! | takes effect on reload | needs a restart |
 //! |---|---|
-//! | `upstream`, `trusted_proxies`, `session` and the secrets, `headers`, `store`, `log.access`, the files `tls.cert` and `tls.key` name | `listen`, `admin.listen`, TLS on or off (refused), `limits`, `log.level`, `log.format` (kept as at start, with a warning) |
+//! | `upstream`, `routes`, `csrf`, `assertion`, `trusted_proxies`, `session` and the secrets (the JWKS follows), `headers`, `store`, `log.access`, the files `tls.cert` and `tls.key` name | `listen`, `admin.listen`, TLS on or off (refused), `limits`, `log.level`, `log.format`, `admin.token` (kept as at start, with a warning) |
 //!
-//! A `store` section (with `session.keep_expired`) that did not change
+//! A `store` section (with `session.keep_expired` and
+//! `session.identity_key`) that did not change
 //! keeps the open store; a changed one is opened before the switch, and the
 //! old one closes when the last request using it is done.
 
@@ -75,8 +76,11 @@ struct Running {
     tls: bool,
     limits: LimitsConfig,
     log: LogConfig,
-    /// The open store's section and `session.keep_expired`.
-    store: (StoreConfig, bool),
+    /// The open store's section, `session.keep_expired` and
+    /// `session.identity_key` (what the store was opened with).
+    store: (StoreConfig, bool, Option<String>),
+    /// `admin.token` as at start (the admin session API reads it once).
+    admin_token: Option<String>,
     /// The loaded file's SHA-256.
     hash: String,
 }
@@ -112,7 +116,8 @@ impl Reloader {
             tls: config.tls.is_some(),
             limits: config.limits.clone(),
             log: config.log.clone(),
-            store: (config.store.clone(), config.session.keep_expired),
+            store: store_of(config),
+            admin_token: config.admin.token.clone(),
             hash,
         };
         for result in ["ok", "error"] {
@@ -165,7 +170,10 @@ impl Reloader {
         self.refuse_listener_changes(&config)?;
         self.warn_about_restart_keys(&config);
         let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
-        let store = (config.store.clone(), config.session.keep_expired);
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
+        let store = store_of(&config);
         let sessions = if store == self.running.store {
             self.live.gateway().sessions().clone()
         } else {
@@ -173,7 +181,12 @@ impl Reloader {
                 store = config.store.kind(),
                 "the store section changed: opening the new store"
             );
-            crate::store::open(&config.store, config.session.keep_expired).await?
+            crate::store::open(
+                &config.store,
+                config.session.keep_expired,
+                config.session.identity_key.as_deref(),
+            )
+            .await?
         };
         let gateway = Gateway::new(&config, &secrets, sessions)?;
         self.live.replace(gateway, tls);
@@ -220,12 +233,24 @@ impl Reloader {
                 "limits changed: they apply to the listener and take effect after a restart; the start values stay in force"
             );
         }
+        if config.admin.token != self.running.admin_token {
+            tracing::warn!("admin.token changed: it takes effect after a restart");
+        }
         if config.log.level != self.running.log.level
             || config.log.format != self.running.log.format
         {
             tracing::warn!("log.level or log.format changed: they take effect after a restart");
         }
     }
+}
+
+/// What a store is opened with: an unchanged one is kept on reload.
+fn store_of(config: &Config) -> (StoreConfig, bool, Option<String>) {
+    (
+        config.store.clone(),
+        config.session.keep_expired,
+        config.session.identity_key.clone(),
+    )
 }
 
 /// `sessiongate_config_info{sha256}` is 1 for the loaded file (0 for the

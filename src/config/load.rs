@@ -94,26 +94,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        let url = &self.upstream.url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Error::config(
-                "upstream.url",
-                "must start with http:// or https://",
-            ));
-        }
-        let uri = url
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|uri| uri.host().is_some())
-            .ok_or_else(|| Error::config("upstream.url", "is not a valid URL"))?;
-        // Userinfo would be logged at start and could reach the backend as
-        // `Host`; it is never needed to reach an upstream.
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            return Err(Error::config(
-                "upstream.url",
-                "must not contain credentials (user:password@): authenticate the upstream another way",
-            ));
-        }
+        check_upstream_url("upstream.url", &self.upstream.url)?;
         if self.admin.listen == self.listen {
             return Err(Error::config(
                 "admin.listen",
@@ -206,8 +187,39 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        super::routes::validate(self)?;
+        if let Some(assertion) = &self.assertion {
+            assertion.validate(self)?;
+        }
         self.store.validate()
     }
+
+    /// What is allowed but probably not meant (a route no request can
+    /// reach): printed by `check` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        super::routes::shadowed(&self.routes)
+    }
+}
+
+/// An upstream URL: http or https, a host, no credentials.
+pub(super) fn check_upstream_url(key: &str, url: &str) -> Result<(), Error> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::config(key, "must start with http:// or https://"));
+    }
+    let uri = url
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|uri| uri.host().is_some())
+        .ok_or_else(|| Error::config(key, "is not a valid URL"))?;
+    // Userinfo would be logged at start and could reach the backend as
+    // `Host`; it is never needed to reach an upstream.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Error::config(
+            key,
+            "must not contain credentials (user:password@): authenticate the upstream another way",
+        ));
+    }
+    Ok(())
 }
 
 /// Cookie names are RFC 6265 tokens.

@@ -6,9 +6,12 @@
 //! tree is deserialized into typed sections that refuse unknown keys. Every
 //! error names the key it is about.
 
+mod admin;
+mod assertion;
 mod duration;
 mod env;
 mod load;
+mod routes;
 mod secret_file;
 pub mod store;
 
@@ -19,9 +22,13 @@ use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use assertion::AssertionConfig;
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
+pub use routes::{
+    CsrfConfig, HostPattern, PathPrefix, RouteConfig, RouteSession, normalize_origin,
+};
 pub use store::{
     AwsConfig, CookieStoreConfig, DynamoConfig, MemoryStoreConfig, MysqlConfig, RedisConfig,
     StoreConfig,
@@ -54,6 +61,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Log format and level.
     pub log: LogConfig,
+    /// Backends and session work by host and path; first match wins.
+    pub routes: Vec<RouteConfig>,
+    /// Cross-origin protection for unsafe methods.
+    pub csrf: CsrfConfig,
+    /// The signed session assertion; off without the section.
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +82,9 @@ impl Default for Config {
             headers: HeadersConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            routes: Vec::new(),
+            csrf: CsrfConfig::default(),
+            assertion: None,
         }
     }
 }
@@ -83,18 +99,32 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// `admin`: health, readiness and metrics.
-#[derive(Debug, Clone, Deserialize)]
+/// `admin`: health, readiness, metrics, and the session API.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// The admin address; loopback by default.
     pub listen: SocketAddr,
+    /// The session API's bearer token (`ADMIN_TOKEN` and
+    /// `ADMIN_TOKEN_FILE` win); without one the API answers 404.
+    pub token: Option<String>,
+}
+
+/// The token never reaches a log line.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
         }
     }
 }
@@ -155,6 +185,11 @@ pub struct SessionConfig {
     pub max_bytes: usize,
     /// The session cookie's name and attributes.
     pub cookie: CookieConfig,
+    /// The top-level session key whose value is the user's identity: its
+    /// presence means "signed in" to `session: required` routes.
+    pub identity_key: Option<String>,
+    /// A session whose identity changes moves to a new id by itself.
+    pub regenerate_on_identity_change: bool,
 }
 
 /// Secrets never reach a log line, even through `{:?}`.
@@ -173,6 +208,11 @@ impl std::fmt::Debug for SessionConfig {
             .field("keep_expired", &self.keep_expired)
             .field("max_bytes", &self.max_bytes)
             .field("cookie", &self.cookie)
+            .field("identity_key", &self.identity_key)
+            .field(
+                "regenerate_on_identity_change",
+                &self.regenerate_on_identity_change,
+            )
             .finish()
     }
 }
@@ -192,6 +232,8 @@ impl Default for SessionConfig {
             keep_expired: false,
             max_bytes: 16_384,
             cookie: CookieConfig::default(),
+            identity_key: None,
+            regenerate_on_identity_change: true,
         }
     }
 }

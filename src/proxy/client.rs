@@ -20,6 +20,8 @@ pub struct Upstream {
     authority: Authority,
     /// A path prefix from `upstream.url` (empty for `/`).
     base_path: String,
+    /// `scheme://host[:port]`, as RFC 6454 serializes an origin.
+    origin: String,
     timeout: Duration,
 }
 
@@ -57,7 +59,9 @@ impl Upstream {
             None
         };
         let connector = Connector::new(format!("{host}:{port}"), tls, config.connect_timeout.get());
+        let origin = origin(&scheme, host, authority.port_u16(), port);
         Ok(Self {
+            origin,
             pool: Pool::new(connector, config.max_connections),
             authority,
             base_path: url.path().trim_end_matches('/').to_owned(),
@@ -84,6 +88,13 @@ impl Upstream {
         &self.authority
     }
 
+    /// Where requests go, as an origin (`scheme://host[:port]`, the port
+    /// only when it is not the scheme's default): the signed session
+    /// assertion's default audience.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// Sends `request` and waits for the response head, at most
     /// `upstream.timeout` (a wait for a free connection included). The
     /// body then streams at the client's pace.
@@ -93,6 +104,18 @@ impl Upstream {
             Ok(result) => result,
             Err(_) => Err(Error::upstream_timeout(self.timeout)),
         }
+    }
+}
+
+/// RFC 6454 §6.2: scheme and host in lowercase, the port only when it is
+/// not the scheme's default.
+fn origin(scheme: &Scheme, host: &str, written_port: Option<u16>, port: u16) -> String {
+    let scheme = scheme.as_str().to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    match written_port {
+        Some(_) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
     }
 }
 
@@ -115,4 +138,33 @@ fn tls_client_config() -> Result<rustls::ClientConfig, Error> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin_of(url: &str) -> String {
+        let config = UpstreamConfig {
+            url: url.to_owned(),
+            ..UpstreamConfig::default()
+        };
+        Upstream::new(&config)
+            .map(|u| u.origin().to_owned())
+            .unwrap()
+    }
+
+    #[test]
+    fn origin_is_scheme_host_and_a_port_other_than_the_default() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:3000/base"),
+            "http://127.0.0.1:3000"
+        );
+        assert_eq!(origin_of("http://App.Internal:80/"), "http://app.internal");
+        assert_eq!(origin_of("http://[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(
+            origin_of("https://api.example.com"),
+            "https://api.example.com"
+        );
+    }
 }

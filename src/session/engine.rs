@@ -11,6 +11,7 @@
 use std::sync::OnceLock;
 
 use http::header::{HeaderMap, SET_COOKIE};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::cookies::{self, CookieWriter, IncomingCookie};
@@ -22,8 +23,10 @@ use super::sealed::{self, SealedSession};
 use super::{b64, signed_id};
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
+use crate::store::merge_patch;
 use crate::store::{
-    Change, Lifetime, Refusal, SessionId, SessionRecord, Sessions, UnixMillis, now_millis,
+    Change, Identity, IdentityValue, Lifetime, Refusal, SessionId, SessionRecord, Sessions,
+    UnixMillis, now_millis,
 };
 
 /// The session of one request, between resolve and commit.
@@ -68,6 +71,8 @@ pub struct Engine {
     max_bytes: usize,
     cookie: CookieConfig,
     headers: SessionHeaders,
+    identity_key: Option<String>,
+    regenerate_on_identity_change: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -96,6 +101,8 @@ impl Engine {
             max_bytes: session.max_bytes,
             cookie: session.cookie.clone(),
             headers: SessionHeaders::new(&config.headers.fields),
+            identity_key: session.identity_key.clone(),
+            regenerate_on_identity_change: session.regenerate_on_identity_change,
         }
     }
 
@@ -154,12 +161,45 @@ impl Engine {
         Ok(found)
     }
 
-    /// Phase 2: the request as the backend must see it.
-    pub fn prepare_upstream(&self, session: &Session, request: &mut HeaderMap) -> Result<()> {
+    /// The session holds an identity (`session.identity_key` set to a
+    /// non-empty string or a number, see [`IdentityValue`]): someone
+    /// signed in.
+    pub fn has_identity(&self, session: &Session) -> bool {
+        let Some(key) = &self.identity_key else {
+            return false;
+        };
+        matches!(
+            IdentityValue::of(session.record.data.get(key)),
+            IdentityValue::Text(_)
+        )
+    }
+
+    /// Phase 2: the request as the backend must see it. Without a session
+    /// (a `session: off` route) the client's session headers and the
+    /// session cookie are still taken out.
+    pub fn prepare_upstream(
+        &self,
+        session: Option<&Session>,
+        request: &mut HeaderMap,
+    ) -> Result<()> {
         self.headers.strip_forged(request);
         cookies::strip(request, &self.cookie.name);
-        self.headers
-            .write(request, session.public_id(), &session.record.data)
+        match session {
+            Some(session) => self
+                .headers
+                .write(request, session.public_id(), &session.record.data),
+            None => Ok(()),
+        }
+    }
+
+    /// Phase 4 without a session (a `session: off` route): instructions
+    /// the backend sent anyway never reach the client, and are not obeyed.
+    pub fn discard_instructions(&self, response: &mut HeaderMap) {
+        if protocol::remove_instructions(response) {
+            tracing::debug!(
+                "the backend sent session instructions on a route with session: off; ignored"
+            );
+        }
     }
 
     /// Phases 3 and 4: applies the backend's instructions and sets the
@@ -256,6 +296,7 @@ impl Engine {
         let Session {
             id, record, is_new, ..
         } = session;
+        let signs_in = self.signs_in(&record, &instructions.updates)?;
         let change = Change {
             patches: instructions.updates,
             now,
@@ -264,7 +305,7 @@ impl Engine {
             must_exist: !is_new,
             max_bytes: self.max_bytes,
         };
-        let new_id = if instructions.regenerate {
+        let new_id = if instructions.regenerate || (signs_in && !is_new) {
             Some(SessionId::generate()?)
         } else {
             None
@@ -290,12 +331,52 @@ impl Engine {
         }
     }
 
+    /// Whether `patches` give the session a new identity (absent to
+    /// present included; removing it does not count): then, with
+    /// `session.regenerate_on_identity_change`, the session moves to a new
+    /// id, so an id known before the sign-in is worthless (session
+    /// fixation). An identity that is not a string or a number is refused.
+    fn signs_in(&self, record: &SessionRecord, patches: &[Map<String, Value>]) -> Result<bool> {
+        let Some(key) = self.identity_key.as_deref() else {
+            return Ok(false);
+        };
+        if !patches.iter().any(|patch| patch.contains_key(key)) {
+            return Ok(false);
+        }
+        // The merge patches applied to the identity alone.
+        let mut identity = Map::new();
+        if let Some(before) = record.data.get(key) {
+            identity.insert(key.to_owned(), before.clone());
+        }
+        for patch in patches {
+            if let Some(value) = patch.get(key) {
+                let mut only = Map::new();
+                only.insert(key.to_owned(), value.clone());
+                merge_patch::apply_object(&mut identity, &only);
+            }
+        }
+        let before = IdentityValue::of(record.data.get(key));
+        match IdentityValue::of(identity.get(key)) {
+            IdentityValue::Invalid => Err(Error::invalid_update(format!(
+                "session.identity_key `{key}` must be a string or a number (or null to sign out)"
+            ))),
+            IdentityValue::Absent => Ok(false),
+            after => Ok(self.regenerate_on_identity_change && after != before),
+        }
+    }
+
     /// Moves an unmodified session's expiry.
     async fn touch(&self, session: Session, now: UnixMillis) -> Result<(SessionId, SessionRecord)> {
         let Session { id, mut record, .. } = session;
         record.expires_at = self.lifetime.expires_at(record.created_at, now);
         if let Sessions::Server(store) = &self.sessions {
-            store.touch(&id, record.expires_at).await?;
+            let identity = self
+                .identity_key
+                .as_deref()
+                .and_then(|key| Identity::of(&record.data, key));
+            store
+                .touch(&id, record.expires_at, identity.as_ref())
+                .await?;
         }
         Ok((id, record))
     }

@@ -23,6 +23,9 @@ pub struct KeySet {
     pub seal: [u8; 32],
     /// HMAC-SHA256 key for the signed session id of server stores.
     pub id_mac: [u8; 32],
+    /// Ed25519 seed of the key that signs session assertions (its public
+    /// half is published as a JWK named [`KeySet::id`]).
+    pub assertion_seed: [u8; 32],
     /// `seal` with its AES key schedule expanded once: expanding it for
     /// every request costs more than decrypting a small cookie.
     pub sealer: Aes256Gcm,
@@ -47,10 +50,12 @@ impl KeySet {
         let mut id = [0u8; 4];
         let mut seal = [0u8; 32];
         let mut id_mac = [0u8; 32];
+        let mut assertion_seed = [0u8; 32];
         // expand only fails for outputs longer than 255 blocks.
         let _ = hkdf.expand(b"key-id", &mut id);
         let _ = hkdf.expand(b"cookie-seal", &mut seal);
         let _ = hkdf.expand(b"session-id-mac", &mut id_mac);
+        let _ = hkdf.expand(b"session-assertion-ed25519", &mut assertion_seed);
         Self {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
             sealer: Aes256Gcm::new(&seal.into()),
@@ -59,6 +64,7 @@ impl KeySet {
                 .unwrap_or_else(|_| unreachable!("HMAC accepts 32-byte keys")),
             seal,
             id_mac,
+            assertion_seed,
         }
     }
 }
@@ -123,6 +129,9 @@ pub(crate) mod tests {
         let a = KeySet::derive(&"a".repeat(32));
         let b = KeySet::derive(&"b".repeat(32));
         assert_ne!(a.seal, a.id_mac);
+        assert_ne!(a.assertion_seed, a.seal);
+        assert_ne!(a.assertion_seed, a.id_mac);
+        assert_ne!(a.assertion_seed, b.assertion_seed);
         assert_ne!(a.seal, b.seal);
         assert_ne!(a.id, b.id);
         assert_eq!(a.id.len(), 8);

@@ -7,7 +7,9 @@
 //! * [`sealed`]: the cookie store's AES-256-GCM format;
 //! * [`signed_id`]: the server stores' `id.mac` cookie;
 //! * [`keys`]: per-purpose keys derived from the secrets;
+//! * [`assertion`]: the signed session assertion (a JWT) and its JWKS;
 
+pub mod assertion;
 pub mod b64;
 pub mod cookies;
 pub mod decision;

@@ -20,6 +20,10 @@ use crate::store::SessionData;
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 /// Upstream: the whole session data, as ASCII-only JSON.
 pub const SESSION_DATA: HeaderName = HeaderName::from_static("x-session-data");
+/// Upstream: the signed session assertion (a JWT), under its default name.
+/// A client's copy is removed whether or not assertions are on, so a
+/// backend never takes a forged one for the gateway's.
+pub const SESSION_ASSERTION: HeaderName = HeaderName::from_static("x-session-assertion");
 /// Back: a JSON merge patch (RFC 7396) for the session data; several are
 /// applied in order.
 pub const SESSION_UPDATE: HeaderName = HeaderName::from_static("x-session-update");
@@ -46,7 +50,7 @@ fn same_header(a: &str, b: &str) -> bool {
 
 /// Removes every header in `headers` that matches one of `names` once
 /// folded. Most requests carry none, so this allocates only when it finds one.
-fn remove_folded(headers: &mut HeaderMap, names: &[HeaderName]) {
+pub(crate) fn remove_folded(headers: &mut HeaderMap, names: &[HeaderName]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|key| {
@@ -81,7 +85,7 @@ impl SessionHeaders {
                     .map(|h| (key.clone(), h))
             })
             .collect();
-        let mut protected = vec![SESSION_ID, SESSION_DATA];
+        let mut protected = vec![SESSION_ID, SESSION_DATA, SESSION_ASSERTION];
         protected.extend(INSTRUCTIONS);
         protected.extend(fields.iter().map(|(_, h)| h.clone()));
         Self { protected, fields }
@@ -176,6 +180,14 @@ fn invalid_update(reason: impl std::fmt::Display) -> Error {
     Error::invalid_update(format!("X-Session-Update is not a JSON object: {reason}"))
 }
 
+/// Removes every instruction header, in any spelling, unread; says
+/// whether there was one.
+pub fn remove_instructions(headers: &mut HeaderMap) -> bool {
+    let before = headers.len();
+    remove_folded(headers, &INSTRUCTIONS);
+    headers.len() != before
+}
+
 /// Takes the instructions out of a response: they never reach the client.
 pub fn take_instructions(headers: &mut HeaderMap) -> Result<Instructions, Error> {
     if !headers
@@ -243,6 +255,7 @@ mod tests {
             "x-session-data",
             "x_session_data",
             "x_session-id",
+            "X_Session_Assertion",
             "x_auth_user",
             "x-session-update",
             "x-other",

@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::codec::RecordCodec;
+use super::identity::Identity;
 use super::record::{Change, Refusal, SessionId, SessionRecord, UnixMillis, now_millis};
 use super::turns::{Applied, Lead, Ticket, UpdateTurns};
-use super::{SessionStore, StoreSettings};
+use super::{Revoked, SessionStore, StoreSettings};
 use crate::error::{Error, Result};
 
 /// Compare-and-set rounds per group write. Within one gateway writers take
@@ -55,6 +56,18 @@ pub struct Stored<V> {
     pub version: V,
 }
 
+/// What one write puts in the store.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    /// The codec's text.
+    pub text: Vec<u8>,
+    /// The expiry, already rounded to the backend's precision.
+    pub expires_at: UnixMillis,
+    /// The identity the session is indexed under, if it has one (and
+    /// `session.identity_key` is set).
+    pub identity: Option<&'a Identity>,
+}
+
 /// What a database must do for the core. Each method is one round trip
 /// where the database allows; none applies a timeout or decodes anything.
 #[async_trait]
@@ -75,21 +88,39 @@ pub trait Backend: Send + Sync + 'static {
     async fn read(&self, id: &SessionId) -> Result<Option<Stored<Self::Version>>>;
 
     /// Writes `text`, expiring at `expires_at`, if the entry is still
-    /// `expected` (`None`: still absent). `Ok(false)`: it changed.
+    /// `expected` (`None`: still absent). `Ok(false)`: it changed. The
+    /// session is indexed under `identity` by the same write.
     async fn write_if(
         &self,
         id: &SessionId,
         expected: Option<&Stored<Self::Version>>,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool>;
 
-    /// Writes `text` whatever is there (moving a session to a new id).
-    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()>;
+    /// Writes `entry` whatever is there.
+    async fn put(&self, id: &SessionId, entry: Entry<'_>) -> Result<()>;
 
     /// Moves the expiry of a live entry. A missing entry, or one expired at
-    /// `now`, stays as it is: a touch never revives a session.
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()>;
+    /// `now`, stays as it is: a touch never revives a session. An index
+    /// that expires with its sessions moves with it.
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        identity: Option<&Identity>,
+    ) -> Result<()>;
+
+    /// The ids the identity index lists under `identity`: every live
+    /// session of it, and perhaps some that are gone or changed hands
+    /// (the core checks each before acting on it).
+    async fn indexed(&self, identity: &Identity) -> Result<Vec<SessionId>>;
+
+    /// Drops index entries the core found stale. Backends whose index is
+    /// a field of the record itself have nothing to do.
+    async fn unindex(&self, _identity: &Identity, _ids: &[SessionId]) -> Result<()> {
+        Ok(())
+    }
 
     /// Removes the entry; removing a missing one succeeds.
     async fn delete(&self, id: &SessionId) -> Result<()>;
@@ -110,8 +141,7 @@ pub trait Backend: Send + Sync + 'static {
         old: &SessionId,
         expected: &Stored<Self::Version>,
         new: &SessionId,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool>;
 
     /// `Some` when the compare-and-set compares the text alone: then a
@@ -128,6 +158,7 @@ pub struct StoreCore<B: Backend> {
     codec: Arc<dyn RecordCodec>,
     timeout: Duration,
     keep_expired: bool,
+    identity_key: Option<String>,
     turns: UpdateTurns,
 }
 
@@ -149,6 +180,7 @@ impl<B: Backend> StoreCore<B> {
             codec: Arc::clone(&settings.codec),
             timeout: settings.timeout,
             keep_expired: settings.keep_expired,
+            identity_key: settings.identity_key.clone(),
             turns: UpdateTurns::new(),
         }
     }
@@ -196,6 +228,35 @@ impl<B: Backend> StoreCore<B> {
             .ok()
     }
 
+    /// The identity `record` is indexed under.
+    fn identity(&self, record: &SessionRecord) -> Option<Identity> {
+        Identity::of(&record.data, self.identity_key.as_deref()?)
+    }
+
+    /// The live sessions of `identity`, each checked against the record
+    /// itself; index entries found stale are dropped.
+    async fn verified(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        let candidates = self.backend.indexed(identity).await?;
+        let now = now_millis();
+        let mut live = Vec::with_capacity(candidates.len());
+        let mut stale = Vec::new();
+        for id in candidates {
+            let record = self.backend.read(&id).await?;
+            let current = record
+                .as_ref()
+                .and_then(|stored| self.decode(stored))
+                .filter(|record| !record.is_expired(now));
+            match current {
+                Some(record) if self.identity(&record).as_ref() == Some(identity) => live.push(id),
+                _ => stale.push(id),
+            }
+        }
+        if !stale.is_empty() {
+            self.backend.unindex(identity, &stale).await?;
+        }
+        Ok(live)
+    }
+
     /// The expiry as the backend will keep it.
     fn rounded(&self, expires_at: UnixMillis) -> UnixMillis {
         let precision = self.backend.expiry_precision_ms();
@@ -213,10 +274,13 @@ impl<B: Backend> StoreCore<B> {
         let Some(record) = applied.to_write() else {
             return Ok(true);
         };
-        let text = self.codec.encode(record);
-        self.backend
-            .write_if(id, expected, text, record.expires_at)
-            .await
+        let identity = self.identity(record);
+        let entry = Entry {
+            text: self.codec.encode(record),
+            expires_at: record.expires_at,
+            identity: identity.as_ref(),
+        };
+        self.backend.write_if(id, expected, entry).await
     }
 
     /// Writes a group of changes: first against the copy this gateway holds
@@ -300,18 +364,15 @@ impl<B: Backend> SessionStore for StoreCore<B> {
                 let current = stored.as_ref().and_then(|stored| self.decode(stored));
                 let mut record = change.apply(current).map_err(Refusal::into_error)?;
                 record.expires_at = self.rounded(record.expires_at);
-                let text = self.codec.encode(&record);
+                let identity = self.identity(&record);
+                let entry = Entry {
+                    text: self.codec.encode(&record),
+                    expires_at: record.expires_at,
+                    identity: identity.as_ref(),
+                };
                 let moved = match &stored {
-                    Some(stored) => {
-                        self.backend
-                            .move_if(old, stored, new, text, record.expires_at)
-                            .await?
-                    }
-                    None => {
-                        self.backend
-                            .write_if(new, None, text, record.expires_at)
-                            .await?
-                    }
+                    Some(stored) => self.backend.move_if(old, stored, new, entry).await?,
+                    None => self.backend.write_if(new, None, entry).await?,
                 };
                 if moved {
                     return Ok(record);
@@ -340,20 +401,57 @@ impl<B: Backend> SessionStore for StoreCore<B> {
             if record.is_expired(now_millis()) {
                 return self.backend.delete(id).await;
             }
-            let text = self.codec.encode(record);
+            let identity = self.identity(record);
+            let entry = Entry {
+                text: self.codec.encode(record),
+                expires_at: self.rounded(record.expires_at),
+                identity: identity.as_ref(),
+            };
+            self.backend.put(id, entry).await
+        })
+        .await
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        identity: Option<&Identity>,
+    ) -> Result<()> {
+        self.observe("touch", async {
+            let expires_at = self.rounded(expires_at);
+            let identity = identity.filter(|_| self.identity_key.is_some());
             self.backend
-                .put(id, text, self.rounded(record.expires_at))
+                .touch(id, expires_at, now_millis(), identity)
                 .await
         })
         .await
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<()> {
-        self.observe("touch", async {
-            let expires_at = self.rounded(expires_at);
-            self.backend.touch(id, expires_at, now_millis()).await
-        })
-        .await
+    async fn sessions_of(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        self.observe("sessions_of", self.verified(identity)).await
+    }
+
+    async fn revoke(&self, identity: &Identity) -> Revoked {
+        let mut revoked = Revoked::default();
+        let live = match self.observe("sessions_of", self.verified(identity)).await {
+            Ok(live) => live,
+            Err(error) => {
+                revoked.failure = Some(error);
+                return revoked;
+            }
+        };
+        for id in &live {
+            if let Err(error) = self.observe("delete", self.backend.delete(id)).await {
+                revoked.failure = Some(error);
+                return revoked;
+            }
+            revoked.deleted += 1;
+        }
+        if let Err(error) = self.backend.unindex(identity, &live).await {
+            tracing::warn!(store = self.backend.kind(), %error, "revoked sessions stay listed in the identity index until they are checked again");
+        }
+        revoked
     }
 
     async fn delete(&self, id: &SessionId) -> Result<()> {

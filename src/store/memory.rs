@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::StoreSettings;
-use super::core::{Backend, StoreCore, Stored};
+use super::core::{Backend, Entry as Write, StoreCore, Stored};
+use super::identity::Identity;
 use super::record::{SessionId, UnixMillis, now_millis};
 use crate::config::MemoryStoreConfig;
 use crate::error::{Error, Result};
@@ -33,12 +34,15 @@ impl MemoryStore {
     }
 }
 
-/// One entry: the text, its expiry, and a version for compare-and-set.
+/// One entry: the text, its expiry, a version for compare-and-set, and
+/// the identity it is indexed under (the index is a scan of the entries:
+/// it cannot disagree with them, and there is nothing to keep in step).
 #[derive(Debug)]
 struct Entry {
     text: Vec<u8>,
     expires_at: UnixMillis,
     version: u64,
+    identity: Option<Identity>,
 }
 
 type Map = HashMap<SessionId, Entry>;
@@ -85,14 +89,15 @@ impl MemoryBackend {
         }
     }
 
-    fn store(&self, sessions: &mut Map, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) {
+    fn store(&self, sessions: &mut Map, id: &SessionId, write: Write<'_>) {
         let version = sessions.get(id).map_or(0, |entry| entry.version) + 1;
         sessions.insert(
             id.clone(),
             Entry {
-                text,
-                expires_at,
+                text: write.text,
+                expires_at: write.expires_at,
                 version,
+                identity: write.identity.cloned(),
             },
         );
     }
@@ -135,8 +140,7 @@ impl Backend for MemoryBackend {
         &self,
         id: &SessionId,
         expected: Option<&Stored<u64>>,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        write: Write<'_>,
     ) -> Result<bool> {
         let mut sessions = self.lock();
         let current = sessions.get(id).map(|entry| entry.version);
@@ -144,18 +148,24 @@ impl Backend for MemoryBackend {
             return Ok(false);
         }
         self.ensure_room(&mut sessions, id)?;
-        self.store(&mut sessions, id, text, expires_at);
+        self.store(&mut sessions, id, write);
         Ok(true)
     }
 
-    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
+    async fn put(&self, id: &SessionId, write: Write<'_>) -> Result<()> {
         let mut sessions = self.lock();
         self.ensure_room(&mut sessions, id)?;
-        self.store(&mut sessions, id, text, expires_at);
+        self.store(&mut sessions, id, write);
         Ok(())
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        _identity: Option<&Identity>,
+    ) -> Result<()> {
         if let Some(entry) = self.lock().get_mut(id)
             && entry.expires_at > now
         {
@@ -181,14 +191,22 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn indexed(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|(_, entry)| entry.identity.as_ref() == Some(identity))
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
     /// Under the one lock: atomic.
     async fn move_if(
         &self,
         old: &SessionId,
         expected: &Stored<u64>,
         new: &SessionId,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        write: Write<'_>,
     ) -> Result<bool> {
         let mut sessions = self.lock();
         let unchanged = sessions.get(old).map(|entry| entry.version) == Some(expected.version);
@@ -196,7 +214,7 @@ impl Backend for MemoryBackend {
             return Ok(false);
         }
         sessions.remove(old);
-        self.store(&mut sessions, new, text, expires_at);
+        self.store(&mut sessions, new, write);
         Ok(true)
     }
 }

@@ -35,6 +35,7 @@
 pub mod codec;
 pub mod core;
 pub mod dynamodb;
+pub mod identity;
 pub mod memory;
 pub mod merge_patch;
 pub mod mysql;
@@ -49,7 +50,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use codec::{NativeCodec, RecordCodec};
-pub use core::{Backend, StoreCore, Stored};
+pub use core::{Backend, Entry, StoreCore, Stored};
+pub use identity::{Identity, IdentityValue};
 pub use record::{
     Change, Lifetime, Refusal, SessionData, SessionId, SessionRecord, UnixMillis, expiry_seconds,
     now_millis,
@@ -89,14 +91,38 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<()>;
 
     /// Moves the expiry of the record under `id` to `expires_at` without
-    /// rewriting its data. A missing record stays missing.
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<()>;
+    /// rewriting its data. A missing record stays missing. `identity` is
+    /// the session's, for an index that expires with its sessions.
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        identity: Option<&Identity>,
+    ) -> Result<()>;
+
+    /// The live sessions of `identity` (`session.identity_key`), each
+    /// checked against its record.
+    async fn sessions_of(&self, identity: &Identity) -> Result<Vec<SessionId>>;
+
+    /// Deletes every live session of `identity`. A failure part-way is
+    /// reported with the count deleted before it; calling again finishes
+    /// the job (what is deleted stays deleted).
+    async fn revoke(&self, identity: &Identity) -> Revoked;
 
     /// Removes the record under `id`; removing a missing record succeeds.
     async fn delete(&self, id: &SessionId) -> Result<()>;
 
     /// Checks that the backend answers, for `/readyz`.
     async fn ping(&self) -> Result<()>;
+}
+
+/// What a revoke did.
+#[derive(Debug, Default)]
+pub struct Revoked {
+    /// Sessions deleted.
+    pub deleted: u64,
+    /// The failure that stopped it, if one did.
+    pub failure: Option<crate::error::Error>,
 }
 
 /// What every server store needs beyond its own section.
@@ -108,6 +134,8 @@ pub struct StoreSettings {
     pub keep_expired: bool,
     /// How records are written as text.
     pub codec: Arc<dyn RecordCodec>,
+    /// `session.identity_key`: sessions are indexed by its value.
+    pub identity_key: Option<String>,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -126,7 +154,14 @@ impl StoreSettings {
             timeout,
             keep_expired,
             codec: Arc::new(NativeCodec),
+            identity_key: None,
         }
+    }
+
+    /// Sessions indexed by the value of `identity_key`.
+    pub fn indexed_by(mut self, identity_key: Option<&str>) -> Self {
+        self.identity_key = identity_key.map(str::to_owned);
+        self
     }
 }
 
@@ -167,7 +202,12 @@ impl Sessions {
 /// # Errors
 ///
 /// A configuration error naming the key when the store cannot work at all.
-pub async fn open(config: &StoreConfig, keep_expired: bool) -> Result<Sessions> {
+pub async fn open(
+    config: &StoreConfig,
+    keep_expired: bool,
+    identity_key: Option<&str>,
+) -> Result<Sessions> {
+    let settings = |timeout| StoreSettings::new(timeout, keep_expired).indexed_by(identity_key);
     let store: Arc<dyn SessionStore> = match config {
         StoreConfig::Cookie(c) => {
             return Ok(Sessions::Sealed {
@@ -178,20 +218,16 @@ pub async fn open(config: &StoreConfig, keep_expired: bool) -> Result<Sessions> 
             tracing::warn!(
                 "store.type memory keeps sessions in this process only: for development and tests, not production"
             );
-            let settings = StoreSettings::new(memory::TIMEOUT, keep_expired);
-            Arc::new(memory::MemoryStore::open(c, &settings))
+            Arc::new(memory::MemoryStore::open(c, &settings(memory::TIMEOUT)))
         }
         StoreConfig::Redis(c) => {
-            let settings = StoreSettings::new(c.timeout.get(), keep_expired);
-            Arc::new(redis::RedisStore::connect(c, &settings).await?)
+            Arc::new(redis::RedisStore::connect(c, &settings(c.timeout.get())).await?)
         }
         StoreConfig::Dynamodb(c) => {
-            let settings = StoreSettings::new(c.timeout.get(), keep_expired);
-            Arc::new(dynamodb::DynamoStore::connect(c, &settings).await?)
+            Arc::new(dynamodb::DynamoStore::connect(c, &settings(c.timeout.get())).await?)
         }
         StoreConfig::Mysql(c) => {
-            let settings = StoreSettings::new(c.timeout.get(), keep_expired);
-            Arc::new(mysql::MysqlStore::connect(c, &settings).await?)
+            Arc::new(mysql::MysqlStore::connect(c, &settings(c.timeout.get())).await?)
         }
     };
     Ok(Sessions::Server(store))

@@ -113,3 +113,34 @@ fn keygen_prints_a_secret_the_gateway_accepts() {
     let output = sessiongate(&["check"], Some(""), &[("SESSION_SECRET", &key)]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[test]
+fn check_warns_of_unreachable_routes_and_names_bad_route_keys() {
+    let shadowed = "session:\n  identity_key: user\nroutes:\n  - path_prefix: /api/\n  - path_prefix: /api/v2/\n    session: required\n";
+    let output = sessiongate(&["check"], Some(shadowed), &[SECRET]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warning = stderr(&output);
+    assert!(
+        warning.contains("routes[1] (/api/v2/) is unreachable") && warning.contains("routes[0]"),
+        "{warning}"
+    );
+
+    let bad_host =
+        "routes:\n  - path_prefix: /a/\n  - path_prefix: /b/\n  - host: 'api.*.example.com'\n";
+    let output = sessiongate(&["check"], Some(bad_host), &[SECRET]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("routes[2].host"),
+        "{}",
+        stderr(&output)
+    );
+
+    let no_identity = "routes:\n  - path_prefix: /app/\n    session: required\n";
+    let output = sessiongate(&["check"], Some(no_identity), &[SECRET]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("session.identity_key"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use sessiongate::store::{
-    Backend, Change, Lifetime, SessionId, SessionRecord, SessionStore, StoreCore, now_millis,
+    Backend, Change, Identity, Lifetime, SessionId, SessionRecord, SessionStore, StoreCore,
+    now_millis,
 };
 
 /// Stores that keep expiry in epoch seconds (MySQL, DynamoDB) may round it.
@@ -169,7 +170,7 @@ pub async fn touch_moves_the_expiry_and_keeps_the_data(store: Arc<dyn SessionSto
     let id = new_id();
     let written = store.update(&id, &patch(json!({"k": "v"}))).await.unwrap();
     let later = written.expires_at + 2 * HOUR.as_millis() as u64;
-    store.touch(&id, later).await.unwrap();
+    store.touch(&id, later, None).await.unwrap();
     let loaded = store.load(&id).await.unwrap().expect("touched session");
     assert_close(loaded.expires_at, later, "touched expiry");
     assert_eq!(loaded.data, written.data);
@@ -178,7 +179,7 @@ pub async fn touch_moves_the_expiry_and_keeps_the_data(store: Arc<dyn SessionSto
 
 pub async fn touch_does_not_create_a_session(store: Arc<dyn SessionStore>) {
     let id = new_id();
-    store.touch(&id, now_millis() + 60_000).await.unwrap();
+    store.touch(&id, now_millis() + 60_000, None).await.unwrap();
     assert_eq!(store.load(&id).await.unwrap(), None);
 }
 
@@ -345,7 +346,7 @@ pub async fn touching_an_expired_session_does_not_revive_it(store: Arc<dyn Sessi
     store.insert(&id, &record).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     store
-        .touch(&id, now_millis() + HOUR.as_millis() as u64)
+        .touch(&id, now_millis() + HOUR.as_millis() as u64, None)
         .await
         .unwrap();
     assert_eq!(store.load(&id).await.unwrap(), None, "a touch revived it");
@@ -528,6 +529,146 @@ pub async fn updates_racing_a_regenerate_never_revive_the_old_id(store: Arc<dyn 
     assert_eq!(Value::Object(moved.data.clone())["user"], json!("ada"));
 }
 
+/// The session key the stores of this suite index by.
+pub const IDENTITY_KEY: &str = "user";
+
+/// A user name no other test uses.
+fn someone(name: &str) -> String {
+    format!("{name}-{}", &new_id().as_str()[..10])
+}
+
+async fn signed_in(store: &Arc<dyn SessionStore>, user: &str) -> SessionId {
+    let id = new_id();
+    store
+        .update(&id, &patch(json!({IDENTITY_KEY: user, "cart": [1]})))
+        .await
+        .unwrap();
+    id
+}
+
+async fn count(store: &Arc<dyn SessionStore>, user: &str) -> usize {
+    store
+        .sessions_of(&Identity::of_text(user))
+        .await
+        .unwrap()
+        .len()
+}
+
+pub async fn the_identity_index_lists_and_revokes_one_users_sessions(store: Arc<dyn SessionStore>) {
+    let (alice, bob) = (someone("alice"), someone("bob"));
+    let mut alices = Vec::new();
+    for _ in 0..3 {
+        alices.push(signed_in(&store, &alice).await);
+    }
+    let bobs = signed_in(&store, &bob).await;
+    let anonymous = new_id();
+    store
+        .update(&anonymous, &patch(json!({"cart": [2]})))
+        .await
+        .unwrap();
+    assert_eq!(count(&store, &alice).await, 3);
+    assert_eq!(count(&store, &bob).await, 1);
+
+    let revoked = store.revoke(&Identity::of_text(&alice)).await;
+    assert!(revoked.failure.is_none(), "{:?}", revoked.failure);
+    assert_eq!(revoked.deleted, 3);
+    for id in &alices {
+        assert!(
+            store.load(id).await.unwrap().is_none(),
+            "alice's session ended"
+        );
+    }
+    assert!(store.load(&bobs).await.unwrap().is_some(), "bob's lives");
+    assert!(store.load(&anonymous).await.unwrap().is_some());
+    assert_eq!(count(&store, &alice).await, 0);
+    let again = store.revoke(&Identity::of_text(&alice)).await;
+    assert_eq!(
+        (again.deleted, again.failure.is_none()),
+        (0, true),
+        "a repeat is harmless"
+    );
+}
+
+pub async fn an_identity_change_moves_the_session_in_the_index(store: Arc<dyn SessionStore>) {
+    let (alice, carol) = (someone("alice"), someone("carol"));
+    let id = signed_in(&store, &alice).await;
+    store
+        .update(&id, &loaded_patch(json!({IDENTITY_KEY: carol})))
+        .await
+        .unwrap();
+    assert_eq!(count(&store, &alice).await, 0, "no longer alice's");
+    assert_eq!(count(&store, &carol).await, 1);
+    store
+        .update(&id, &loaded_patch(json!({IDENTITY_KEY: null})))
+        .await
+        .unwrap();
+    assert_eq!(count(&store, &carol).await, 0, "signed out");
+    let revoked = store.revoke(&Identity::of_text(&alice)).await;
+    assert_eq!(revoked.deleted, 0);
+    assert!(
+        store.load(&id).await.unwrap().is_some(),
+        "a revoke of alice spares it"
+    );
+}
+
+pub async fn a_regenerated_session_stays_indexed_under_its_new_id(store: Arc<dyn SessionStore>) {
+    let alice = someone("alice");
+    let old = signed_in(&store, &alice).await;
+    let new = new_id();
+    store
+        .regenerate(&old, &new, &loaded_patch(json!({"step": 2})))
+        .await
+        .unwrap();
+    let listed = store.sessions_of(&Identity::of_text(&alice)).await.unwrap();
+    assert_eq!(listed, vec![new.clone()]);
+    assert_eq!(store.revoke(&Identity::of_text(&alice)).await.deleted, 1);
+    assert!(store.load(&new).await.unwrap().is_none());
+}
+
+pub async fn a_touched_session_stays_indexed_past_its_first_expiry(store: Arc<dyn SessionStore>) {
+    let alice = someone("alice");
+    let id = new_id();
+    let short = Change {
+        lifetime: Lifetime {
+            idle: Duration::from_secs(2),
+            absolute: None,
+        },
+        ..patch(json!({IDENTITY_KEY: alice}))
+    };
+    store.update(&id, &short).await.unwrap();
+    let identity = Identity::of_text(&alice);
+    store
+        .touch(&id, now_millis() + 60_000, Some(&identity))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert!(store.load(&id).await.unwrap().is_some(), "touched: alive");
+    assert_eq!(count(&store, &alice).await, 1, "and still indexed");
+}
+
+pub async fn expired_sessions_leave_the_index(store: Arc<dyn SessionStore>) {
+    let alice = someone("alice");
+    let short = Change {
+        lifetime: Lifetime {
+            idle: Duration::from_secs(1),
+            absolute: None,
+        },
+        ..patch(json!({IDENTITY_KEY: alice}))
+    };
+    for _ in 0..3 {
+        store.update(&new_id(), &short).await.unwrap();
+    }
+    assert_eq!(count(&store, &alice).await, 3);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(
+        count(&store, &alice).await,
+        0,
+        "expired sessions are not listed"
+    );
+    signed_in(&store, &alice).await;
+    assert_eq!(count(&store, &alice).await, 1);
+}
+
 pub async fn ping_answers(store: Arc<dyn SessionStore>) {
     store.ping().await.unwrap();
 }
@@ -560,6 +701,11 @@ macro_rules! suite {
             a_destroyed_session_is_not_revived_by_a_late_update,
             updates_racing_a_regenerate_never_revive_the_old_id,
             ping_answers,
+            the_identity_index_lists_and_revokes_one_users_sessions,
+            an_identity_change_moves_the_session_in_the_index,
+            a_regenerated_session_stays_indexed_under_its_new_id,
+            a_touched_session_stays_indexed_past_its_first_expiry,
+            expired_sessions_leave_the_index,
         );
     };
     ($($check:ident),+ $(,)?) => {

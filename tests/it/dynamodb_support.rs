@@ -58,7 +58,8 @@ pub fn config(sort_key: Option<&str>) -> DynamoConfig {
 pub async fn instrumented(config: &DynamoConfig, keep_expired: bool) -> Arc<dyn SessionStore> {
     let store = DynamoStore::connect(
         config,
-        &StoreSettings::new((config).timeout.get(), keep_expired),
+        &StoreSettings::new((config).timeout.get(), keep_expired)
+            .indexed_by(Some(crate::conformance::IDENTITY_KEY)),
     )
     .await
     .unwrap_or_else(|e| panic!("cannot connect to DynamoDB at {}: {e}", endpoint()));

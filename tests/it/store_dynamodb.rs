@@ -101,7 +101,7 @@ async fn touch_moves_only_the_ttl_attributes() {
         .unwrap();
     let before = raw_item(&config, &id).await.unwrap();
     let later = now_millis() + 7_200_500;
-    store.touch(&id, later).await.unwrap();
+    store.touch(&id, later, None).await.unwrap();
     let after = raw_item(&config, &id).await.unwrap();
     assert_eq!(number(&after, "expires"), later.div_ceil(1000));
     assert_eq!(after["data"], before["data"]);
@@ -152,7 +152,7 @@ async fn touch_does_not_revive_an_expired_session() {
     };
     store.insert(&id, &record).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    store.touch(&id, now_millis() + 60_000).await.unwrap();
+    store.touch(&id, now_millis() + 60_000, None).await.unwrap();
     assert_eq!(store.load(&id).await.unwrap(), None);
 }
 

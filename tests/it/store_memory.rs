@@ -11,7 +11,8 @@ use crate::conformance;
 fn open(max_sessions: usize) -> MemoryStore {
     MemoryStore::open(
         &MemoryStoreConfig { max_sessions },
-        &StoreSettings::new(Duration::from_secs(2), false),
+        &StoreSettings::new(Duration::from_secs(2), false)
+            .indexed_by(Some(conformance::IDENTITY_KEY)),
     )
 }
 

@@ -17,7 +17,9 @@ use sessiongate::config::ConfigDuration;
 use sessiongate::config::MysqlConfig;
 use sessiongate::store::StoreSettings;
 use sessiongate::store::mysql::MysqlStore;
-use sessiongate::store::{Change, SessionId, SessionRecord, SessionStore, UnixMillis, now_millis};
+use sessiongate::store::{
+    Change, Identity, Revoked, SessionId, SessionRecord, SessionStore, UnixMillis, now_millis,
+};
 use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row};
 
@@ -153,8 +155,19 @@ impl SessionStore for Scratch {
     ) -> Result<SessionRecord, Error> {
         self.store.regenerate(old, new, change).await
     }
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis) -> Result<(), Error> {
-        self.store.touch(id, expires_at).await
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        identity: Option<&Identity>,
+    ) -> Result<(), Error> {
+        self.store.touch(id, expires_at, identity).await
+    }
+    async fn sessions_of(&self, identity: &Identity) -> Result<Vec<SessionId>, Error> {
+        self.store.sessions_of(identity).await
+    }
+    async fn revoke(&self, identity: &Identity) -> Revoked {
+        self.store.revoke(identity).await
     }
     async fn delete(&self, id: &SessionId) -> Result<(), Error> {
         self.store.delete(id).await
@@ -167,7 +180,8 @@ impl SessionStore for Scratch {
 async fn open(config: &MysqlConfig, keep_expired: bool) -> Arc<dyn SessionStore> {
     let store = MysqlStore::connect(
         config,
-        &StoreSettings::new((config).timeout.get(), keep_expired),
+        &StoreSettings::new((config).timeout.get(), keep_expired)
+            .indexed_by(Some(conformance::IDENTITY_KEY)),
     )
     .await
     .expect("MySQL store (is SESSIONGATE_TEST_MYSQL_URL reachable?)");
@@ -290,7 +304,7 @@ async fn touch_moves_expires_and_leaves_data_byte_identical() {
         .unwrap();
     let (data_before, expires_before) = table.row(id.as_str()).await.expect("row");
     let later = now_millis() + 5 * 3_600_000 + 1;
-    store.touch(&id, later).await.unwrap();
+    store.touch(&id, later, None).await.unwrap();
     let (data_after, expires_after) = table.row(id.as_str()).await.expect("row");
     assert_eq!(data_after, data_before);
     assert_ne!(expires_after, expires_before);
@@ -430,4 +444,53 @@ async fn conformance_two_stores_lose_no_concurrent_update() {
     let first = open(&table.config(), false).await;
     let second = open(&table.config(), false).await;
     conformance::two_stores_lose_no_concurrent_update(first, second).await;
+}
+
+/// An express-mysql-session table has no identity column: with
+/// `session.identity_key` the gateway refuses to start and prints the
+/// `ALTER TABLE`, or, with `create_table: true`, adds the column itself.
+#[tokio::test]
+async fn the_identity_column_is_added_or_asked_for() {
+    let table = ScratchTable::new();
+    let raw = table.raw().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE `{}` (`session_id` VARCHAR(128) COLLATE utf8mb4_bin NOT NULL, \
+         `expires` INT(11) UNSIGNED NOT NULL, `data` MEDIUMTEXT COLLATE utf8mb4_bin, \
+         PRIMARY KEY (`session_id`)) ENGINE=InnoDB",
+        table.name
+    )))
+    .execute(&raw)
+    .await
+    .unwrap();
+    let indexed = |config: &MysqlConfig| {
+        StoreSettings::new(config.timeout.get(), false).indexed_by(Some(conformance::IDENTITY_KEY))
+    };
+    let mut config = table.config();
+    config.create_table = false;
+    let error = MysqlStore::connect(&config, &indexed(&config))
+        .await
+        .expect_err("no identity column");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("store.table:") && message.contains("ALTER TABLE"),
+        "{message}"
+    );
+    MysqlStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
+        .await
+        .expect("without identity_key the table works as it is");
+
+    config.create_table = true;
+    let store = MysqlStore::connect(&config, &indexed(&config))
+        .await
+        .expect("create_table adds the column");
+    let id = SessionId::generate().unwrap();
+    store
+        .update(&id, &conformance::patch(json!({"user": "ada"})))
+        .await
+        .unwrap();
+    let listed = store
+        .sessions_of(&sessiongate::store::Identity::of_text("ada"))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![id]);
 }

@@ -48,7 +48,7 @@ fn config(url: String, prefix: String, timeout: Duration) -> RedisConfig {
 async fn connect(url: String, prefix: String, timeout: Duration) -> RedisStore {
     RedisStore::connect(
         &config(url, prefix, timeout),
-        &StoreSettings::new(timeout, false),
+        &StoreSettings::new(timeout, false).indexed_by(Some(conformance::IDENTITY_KEY)),
     )
     .await
     .expect("a valid Redis configuration")
@@ -242,7 +242,7 @@ async fn touch_is_one_pexpireat_and_never_a_rewrite() {
     }
 
     let later = record.expires_at + 3_600_000;
-    store.touch(&id, later).await.unwrap();
+    store.touch(&id, later, None).await.unwrap();
 
     let mut deltas = Vec::new();
     for (command, count) in writes.iter().zip(&counts) {
@@ -291,7 +291,7 @@ async fn an_outage_fails_fast_and_the_store_recovers_by_itself() {
     redis.kill();
     fails_within(limit, store.load(&id)).await;
     fails_within(limit, store.update(&id, &change)).await;
-    fails_within(limit, store.touch(&id, now_millis() + 60_000)).await;
+    fails_within(limit, store.touch(&id, now_millis() + 60_000, None)).await;
     fails_within(limit, store.ping()).await;
 
     redis.start();
@@ -467,4 +467,59 @@ async fn conformance_two_stores_lose_no_concurrent_update() {
     let first = connect(redis_url(), prefix.clone(), Duration::from_secs(2)).await;
     let second = connect(redis_url(), prefix, Duration::from_secs(2)).await;
     conformance::two_stores_lose_no_concurrent_update(Arc::new(first), Arc::new(second)).await;
+}
+
+/// The identity's sorted set holds live sessions only: members of expired
+/// sessions are dropped by the next write, and the set expires with its
+/// newest session.
+#[tokio::test]
+async fn the_identity_set_does_not_grow_with_expired_sessions() {
+    use sessiongate::store::{Change, Identity, Lifetime};
+    let prefix = unique_prefix();
+    let store = connect(redis_url(), prefix.clone(), Duration::from_secs(2)).await;
+    let short = |user: &str| Change {
+        lifetime: Lifetime {
+            idle: Duration::from_secs(1),
+            absolute: None,
+        },
+        ..conformance::patch(json!({"user": user}))
+    };
+    for _ in 0..5 {
+        store
+            .update(&SessionId::generate().unwrap(), &short("grace"))
+            .await
+            .unwrap();
+    }
+    let key = format!("{prefix}identity:{}", Identity::of_text("grace").as_str());
+    let mut conn = raw(&redis_url()).await;
+    let members: usize = redis::cmd("ZCARD")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, 5);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 1_000,
+        "the set expires with its newest session: {ttl}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    store
+        .update(
+            &SessionId::generate().unwrap(),
+            &conformance::patch(json!({"user": "grace"})),
+        )
+        .await
+        .unwrap();
+    let members: usize = redis::cmd("ZCARD")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, 1, "the expired five are gone from the set");
 }

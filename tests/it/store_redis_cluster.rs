@@ -44,9 +44,13 @@ async fn connect(prefix: String) -> RedisStore {
         timeout: ConfigDuration::secs(2),
         ..RedisConfig::default()
     };
-    RedisStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
-        .await
-        .expect("a valid Redis Cluster configuration")
+    RedisStore::connect(
+        &config,
+        &StoreSettings::new(config.timeout.get(), false)
+            .indexed_by(Some(conformance::IDENTITY_KEY)),
+    )
+    .await
+    .expect("a valid Redis Cluster configuration")
 }
 
 async fn make_store() -> Arc<dyn SessionStore> {

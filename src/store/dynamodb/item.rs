@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 
 use crate::config::DynamoConfig;
+use crate::store::identity::Identity;
 use crate::store::record::{SessionId, UnixMillis, expiry_seconds};
 
 /// Attribute holding the codec's blob.
@@ -15,6 +16,11 @@ pub const VERSION: &str = "version";
 /// Attribute holding the expiry in milliseconds (the TTL attribute only has
 /// seconds).
 pub const EXPIRES_MS: &str = "expires_ms";
+/// The identity index's attribute: the SHA-256 of the identity (see
+/// `store::identity`), only on sessions that have one.
+pub const IDENTITY: &str = "identity";
+/// The global secondary index on [`IDENTITY`].
+pub const IDENTITY_INDEX: &str = "identity-index";
 
 /// One DynamoDB item, as the SDK represents it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -47,6 +53,16 @@ impl Layout {
         }
     }
 
+    /// The session id an item's hash key holds, if it is one of ours.
+    pub fn id_of(&self, item: &Item) -> Option<SessionId> {
+        match item.get(&self.hash_key) {
+            Some(AttributeValue::S(value)) => value
+                .strip_prefix(self.prefix.as_str())
+                .map(SessionId::from_trusted),
+            _ => None,
+        }
+    }
+
     /// The table's key attributes, for `CreateTable`.
     pub fn key_attributes(&self) -> Vec<(&str, KeyType)> {
         let mut keys = vec![(self.hash_key.as_str(), KeyType::Hash)];
@@ -69,8 +85,21 @@ impl Layout {
     }
 
     /// The whole item for the codec's `text` at `version`.
-    pub fn item(&self, key: &Item, text: String, expires_at: UnixMillis, version: u64) -> Item {
+    pub fn item(
+        &self,
+        key: &Item,
+        text: String,
+        expires_at: UnixMillis,
+        version: u64,
+        identity: Option<&Identity>,
+    ) -> Item {
         let mut item = key.clone();
+        if let Some(identity) = identity {
+            item.insert(
+                IDENTITY.into(),
+                AttributeValue::S(identity.as_str().to_owned()),
+            );
+        }
         item.insert(DATA.into(), AttributeValue::S(text));
         item.insert(VERSION.into(), n(version));
         item.insert(self.ttl_attribute.clone(), n(expiry_seconds(expires_at)));
@@ -182,7 +211,7 @@ mod tests {
         let layout = Layout::from_config(&config);
         let id = SessionId::from_trusted("abc");
         let text = r#"{"v":1,"created":5,"data":{"k":[1,{}]}}"#;
-        let item = layout.item(&layout.key(&id), text.into(), 1_234_567, 7);
+        let item = layout.item(&layout.key(&id), text.into(), 1_234_567, 7, None);
         assert_eq!(item["id"], AttributeValue::S("sess:abc".into()));
         assert_eq!(item["sk"], AttributeValue::S("sess:abc".into()));
         assert_eq!(item["expires"], n(1_235));

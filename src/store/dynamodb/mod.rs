@@ -10,6 +10,21 @@
 //! | `version` | N | incremented by every write of the data; the compare-and-set guard |
 //! | `ttl_attribute` (default `expires`) | N | expiry in epoch **seconds**, rounded up: usable as the table's native TTL |
 //! | `expires_ms` | N | the same expiry in epoch milliseconds, so `load` returns it exactly |
+//! | `identity` | S | with `session.identity_key`: the SHA-256 of the identity, on sessions that have one |
+//!
+//! # The identity index
+//!
+//! A global secondary index, `identity-index`, on `identity` (keys only).
+//! It is written by the very `PutItem` or transaction that writes the
+//! session, so it can never disagree with it; sessions without an identity
+//! are not in it (a sparse index); and when native TTL deletes an expired
+//! session its index entry goes with it, so the index never outgrows the
+//! table. A per-identity item would need a second write in every
+//! transaction and its own clean-up. The price: a GSI is eventually
+//! consistent, so a session written in the last moment before a revoke can
+//! be missed by it (repeat the revoke), and `create_table: true` creates
+//! the index while an existing table needs it added (the start-up error
+//! prints the command).
 //!
 //! # Behaviour
 //!
@@ -49,10 +64,13 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TableStatus, TransactWriteItem};
 
 use self::client::{error_code, is_conditional_failure, sdk_config, store_error};
-use self::item::{DATA, EXPIRES_MS, Item, Layout, Placeholders, VERSION, n};
+use self::item::{
+    DATA, EXPIRES_MS, IDENTITY, IDENTITY_INDEX, Item, Layout, Placeholders, VERSION, n,
+};
 use self::table::StartupError;
 use super::StoreSettings;
-use super::core::{Backend, StoreCore, Stored};
+use super::core::{Backend, Entry, StoreCore, Stored};
+use super::identity::Identity;
 use super::record::{SessionId, UnixMillis, expiry_seconds};
 use crate::config::DynamoConfig;
 use crate::error::{Error, Result};
@@ -79,6 +97,7 @@ impl DynamoStore {
             region: sdk.region().map_or_else(String::new, |r| r.to_string()),
             layout: Layout::from_config(config),
             timeout: config.timeout.get(),
+            indexed: settings.identity_key.is_some(),
         };
         match backend.check_table(config.create_table).await {
             Ok(()) => {}
@@ -100,6 +119,8 @@ pub struct DynamoBackend {
     layout: Layout,
     /// For errors: the SDK's own timeouts derive from it.
     timeout: Duration,
+    /// `session.identity_key` is set: the table needs `identity-index`.
+    indexed: bool,
 }
 
 impl std::fmt::Debug for DynamoBackend {
@@ -162,10 +183,9 @@ impl Backend for DynamoBackend {
         &self,
         id: &SessionId,
         expected: Option<&Stored<Item>>,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
-        let text = String::from_utf8(text)
+        let text = String::from_utf8(entry.text)
             .map_err(|e| Error::store_unavailable("dynamodb", "encode", e))?;
         let read = expected.map(|stored| &stored.version);
         let key = self.layout.key(id);
@@ -175,9 +195,13 @@ impl Backend for DynamoBackend {
             None => self.layout.absent(&mut placeholders),
         };
         let (names, values) = placeholders.into_parts();
-        let item = self
-            .layout
-            .item(&key, text, expires_at, Layout::next_version(read));
+        let item = self.layout.item(
+            &key,
+            text,
+            entry.expires_at,
+            Layout::next_version(read),
+            entry.identity,
+        );
         let written = self
             .client
             .put_item()
@@ -198,21 +222,29 @@ impl Backend for DynamoBackend {
     /// An `UpdateItem` rather than a `PutItem`: it replaces data and expiry
     /// but increments `version`, so a concurrent compare-and-set that read
     /// the old item cannot succeed against the new one.
-    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
-        let text = String::from_utf8(text)
+    async fn put(&self, id: &SessionId, entry: Entry<'_>) -> Result<()> {
+        let text = String::from_utf8(entry.text)
             .map_err(|e| Error::store_unavailable("dynamodb", "encode", e))?;
+        let expires_at = entry.expires_at;
         let mut p = Placeholders::default();
-        let expression = format!(
-            "SET {} = {}, {} = {}, {} = {} ADD {} {}",
+        let mut expression = format!(
+            "SET {} = {}, {} = {}, {} = {}",
             p.name(DATA),
             p.value(AttributeValue::S(text)),
             p.name(&self.layout.ttl_attribute),
             p.value(n(expiry_seconds(expires_at))),
             p.name(EXPIRES_MS),
             p.value(n(expires_at)),
-            p.name(VERSION),
-            p.value(n(1)),
         );
+        if let Some(identity) = entry.identity {
+            let name = p.name(IDENTITY);
+            let value = p.value(AttributeValue::S(identity.as_str().to_owned()));
+            expression.push_str(&format!(", {name} = {value}"));
+        }
+        expression.push_str(&format!(" ADD {} {}", p.name(VERSION), p.value(n(1))));
+        if entry.identity.is_none() {
+            expression.push_str(&format!(" REMOVE {}", p.name(IDENTITY)));
+        }
         let (names, values) = p.into_parts();
         self.client
             .update_item()
@@ -229,7 +261,13 @@ impl Backend for DynamoBackend {
 
     /// Moves only the expiry. The condition keeps a missing or already
     /// expired session from being brought back; failing it is success.
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        _identity: Option<&Identity>,
+    ) -> Result<()> {
         let mut p = Placeholders::default();
         let expression = format!(
             "SET {} = {}, {} = {}",
@@ -304,10 +342,9 @@ impl Backend for DynamoBackend {
         old: &SessionId,
         expected: &Stored<Item>,
         new: &SessionId,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
-        let text = String::from_utf8(text)
+        let text = String::from_utf8(entry.text)
             .map_err(|e| Error::store_unavailable("dynamodb", "encode", e))?;
         let mut placeholders = Placeholders::default();
         let unchanged = self.layout.unchanged(&expected.version, &mut placeholders);
@@ -326,7 +363,13 @@ impl Backend for DynamoBackend {
         let key = self.layout.key(new);
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.layout.item(&key, text, expires_at, 1)))
+            .set_item(Some(self.layout.item(
+                &key,
+                text,
+                entry.expires_at,
+                1,
+                entry.identity,
+            )))
             .condition_expression(absent)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
@@ -343,6 +386,42 @@ impl Backend for DynamoBackend {
             Ok(_) => Ok(true),
             Err(error) if error_code(&error) == Some("TransactionCanceledException") => Ok(false),
             Err(error) => Err(self.failed("TransactWriteItems", error)),
+        }
+    }
+
+    /// A `Query` of `identity-index`, every page.
+    async fn indexed(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let mut p = Placeholders::default();
+            let condition = format!(
+                "{} = {}",
+                p.name(IDENTITY),
+                p.value(AttributeValue::S(identity.as_str().to_owned()))
+            );
+            let (names, values) = p.into_parts();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(IDENTITY_INDEX)
+                .key_condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.failed("Query", e))?;
+            ids.extend(
+                page.items()
+                    .iter()
+                    .filter_map(|item| self.layout.id_of(item)),
+            );
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(ids),
+            }
         }
     }
 

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 
 use super::DynamoBackend;
 use super::client::{error_code, is_refusal};
+use super::item::{IDENTITY, IDENTITY_INDEX};
 use crate::config::{DynamoConfig, store::dynamodb::given};
 use crate::error::Error;
 
@@ -66,6 +68,8 @@ impl DynamoBackend {
         match described {
             Ok(output) => {
                 self.check_key_schema(output.table())
+                    .map_err(StartupError::Config)?;
+                self.check_identity_index(output.table())
                     .map_err(StartupError::Config)?;
                 self.warn_without_native_ttl().await;
                 Ok(())
@@ -125,6 +129,28 @@ impl DynamoBackend {
         Ok(())
     }
 
+    /// With `session.identity_key`, revoking needs `identity-index`: a
+    /// table without it is refused at start with the command that adds it.
+    fn check_identity_index(&self, table: Option<&TableDescription>) -> Result<(), Error> {
+        let Some(table) = table.filter(|_| self.indexed) else {
+            return Ok(());
+        };
+        let has_index = table
+            .global_secondary_indexes()
+            .iter()
+            .any(|index| index.index_name() == Some(IDENTITY_INDEX));
+        if has_index {
+            return Ok(());
+        }
+        Err(Error::config(
+            "store.table",
+            format!(
+                "session.identity_key needs the global secondary index `{IDENTITY_INDEX}` on table `{}`: aws dynamodb update-table --table-name {} --attribute-definitions AttributeName={IDENTITY},AttributeType=S --global-secondary-index-updates '[{{\"Create\":{{\"IndexName\":\"{IDENTITY_INDEX}\",\"KeySchema\":[{{\"AttributeName\":\"{IDENTITY}\",\"KeyType\":\"HASH\"}}],\"Projection\":{{\"ProjectionType\":\"KEYS_ONLY\"}}}}}}]' (add --provisioned-throughput to the index for a provisioned table)",
+                self.table, self.table
+            ),
+        ))
+    }
+
     /// Native TTL is only housekeeping (reads check expiry themselves), so a
     /// table without it works but grows: say so once, with the fix.
     async fn warn_without_native_ttl(&self) {
@@ -178,6 +204,21 @@ impl DynamoBackend {
             request = request
                 .attribute_definitions(string_attribute(name)?)
                 .key_schema(key_element(name, kind)?);
+        }
+        if self.indexed {
+            let index = GlobalSecondaryIndex::builder()
+                .index_name(IDENTITY_INDEX)
+                .key_schema(key_element(IDENTITY, KeyType::Hash)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| e.to_string())?;
+            request = request
+                .attribute_definitions(string_attribute(IDENTITY)?)
+                .global_secondary_indexes(index);
         }
         match request.send().await {
             Ok(_) => {}

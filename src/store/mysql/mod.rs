@@ -98,10 +98,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
 
-use self::pool::{create_table, pool, spawn_cleanup, warn_if_plaintext};
-use self::sql::{Statements, expired_up_to, expires_column, query};
+use self::pool::{create_table, has_identity_column, pool, spawn_cleanup, warn_if_plaintext};
+use self::sql::{Statements, add_identity_column, expired_up_to, expires_column, query};
 use super::StoreSettings;
-use super::core::{Backend, StoreCore, Stored};
+use super::core::{Backend, Entry, StoreCore, Stored};
+use super::identity::Identity;
 use super::record::{SessionId, UnixMillis, now_millis};
 use crate::config::MysqlConfig;
 use crate::error::{Error, Result};
@@ -130,10 +131,20 @@ impl MysqlStore {
         warn_if_plaintext(&options);
         let shared = Arc::new(Shared {
             pool: pool(options, timeout),
-            sql: Statements::new(&config.table),
+            sql: Statements::new(&config.table, settings.identity_key.is_some()),
         });
         if config.create_table {
-            create_table(&shared, timeout).await?;
+            create_table(&shared, &config.table, timeout).await?;
+        } else if shared.sql.indexed
+            && !has_identity_column(&shared, &config.table, timeout).await?
+        {
+            return Err(Error::config(
+                "store.table",
+                format!(
+                    "session.identity_key needs an identity column in the table: run `{}` (or set store.create_table: true)",
+                    add_identity_column(&config.table)
+                ),
+            ));
         }
         spawn_cleanup(Arc::downgrade(&shared), config.cleanup_interval.get());
         Ok(StoreCore::new(MysqlBackend { shared }, settings))
@@ -159,6 +170,15 @@ impl std::fmt::Debug for MysqlBackend {
 }
 
 impl MysqlBackend {
+    /// What the statements bind for the identity column: nothing when the
+    /// index is off, else the identity or `NULL`.
+    fn identity_column(&self, identity: Option<&Identity>) -> Option<Option<String>> {
+        self.shared
+            .sql
+            .indexed
+            .then(|| identity.map(|identity| identity.as_str().to_owned()))
+    }
+
     /// Deletes expired rows now, as the cleanup task does.
     ///
     /// # Errors
@@ -227,18 +247,20 @@ impl Backend for MysqlBackend {
         &self,
         id: &SessionId,
         expected: Option<&Stored<()>>,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
         let store = &self.shared;
-        let (text, expires) = (utf8(text)?, expires_column(expires_at));
+        let (text, expires) = (utf8(entry.text)?, expires_column(entry.expires_at));
+        let identity = self.identity_column(entry.identity);
         let Some(expected) = expected else {
-            let inserted = query(&store.sql.insert)
+            let mut insert = query(&store.sql.insert)
                 .bind(id.as_str())
                 .bind(expires)
-                .bind(text)
-                .execute(&store.pool)
-                .await;
+                .bind(text);
+            if let Some(identity) = identity {
+                insert = insert.bind(identity);
+            }
+            let inserted = insert.execute(&store.pool).await;
             return match inserted {
                 Ok(_) => Ok(true),
                 Err(error) if is_duplicate_key(&error) => Ok(false),
@@ -247,9 +269,11 @@ impl Backend for MysqlBackend {
         };
         // The pool's connections report matched rows (CLIENT_FOUND_ROWS), so
         // a write that changes nothing still counts as done.
-        let swapped = query(&store.sql.swap)
-            .bind(expires)
-            .bind(text)
+        let mut swap = query(&store.sql.swap).bind(expires).bind(text);
+        if let Some(identity) = identity {
+            swap = swap.bind(identity);
+        }
+        let swapped = swap
             .bind(id.as_str())
             .bind(text_of(&expected.text)?)
             .execute(&store.pool)
@@ -258,22 +282,35 @@ impl Backend for MysqlBackend {
         Ok(swapped.rows_affected() == 1)
     }
 
-    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
+    async fn put(&self, id: &SessionId, entry: Entry<'_>) -> Result<()> {
         let store = &self.shared;
-        let (text, expires) = (utf8(text)?, expires_column(expires_at));
-        query(&store.sql.upsert)
+        let (text, expires) = (utf8(entry.text)?, expires_column(entry.expires_at));
+        let identity = self.identity_column(entry.identity);
+        let mut upsert = query(&store.sql.upsert)
             .bind(id.as_str())
             .bind(expires)
-            .bind(text.clone())
-            .bind(expires)
-            .bind(text)
+            .bind(text.clone());
+        if let Some(identity) = &identity {
+            upsert = upsert.bind(identity.clone());
+        }
+        upsert = upsert.bind(expires).bind(text);
+        if let Some(identity) = identity {
+            upsert = upsert.bind(identity);
+        }
+        upsert
             .execute(&store.pool)
             .await
             .map(|_| ())
             .map_err(|e| failed("insert", e))
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, now: UnixMillis) -> Result<()> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        _identity: Option<&Identity>,
+    ) -> Result<()> {
         let store = &self.shared;
         query(&store.sql.touch)
             .bind(expires_column(expires_at))
@@ -309,6 +346,23 @@ impl Backend for MysqlBackend {
             .map_err(|e| failed("delete", e))
     }
 
+    /// The indexed column: one query, the rows themselves.
+    async fn indexed(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        let store = &self.shared;
+        let rows = query(&store.sql.sessions_of)
+            .bind(identity.as_str())
+            .fetch_all(&store.pool)
+            .await
+            .map_err(|e| failed("sessions_of", e))?;
+        rows.iter()
+            .map(|row| {
+                row.try_get::<String, _>(0)
+                    .map(SessionId::from_trusted)
+                    .map_err(|e| failed("sessions_of", e))
+            })
+            .collect()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.shared.pool)
@@ -329,11 +383,11 @@ impl Backend for MysqlBackend {
         old: &SessionId,
         expected: &Stored<()>,
         new: &SessionId,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
         let store = &self.shared;
-        let text = utf8(text)?;
+        let text = utf8(entry.text)?;
+        let identity = self.identity_column(entry.identity);
         let failed = |e| failed("regenerate", e);
         let mut tx = store.pool.begin().await.map_err(failed)?;
         let deleted = query(&store.sql.delete_if_unchanged)
@@ -346,12 +400,14 @@ impl Backend for MysqlBackend {
             // Dropping the transaction rolls it back.
             return Ok(false);
         }
-        let inserted = query(&store.sql.insert)
+        let mut insert = query(&store.sql.insert)
             .bind(new.as_str())
-            .bind(expires_column(expires_at))
-            .bind(text)
-            .execute(&mut *tx)
-            .await;
+            .bind(expires_column(entry.expires_at))
+            .bind(text);
+        if let Some(identity) = identity {
+            insert = insert.bind(identity);
+        }
+        let inserted = insert.execute(&mut *tx).await;
         match inserted {
             Ok(_) => {}
             Err(error) if is_duplicate_key(&error) => return Ok(false),

@@ -66,7 +66,7 @@ async fn limit_lock_wait(conn: &mut MySqlConnection, seconds: u64) -> Result<(),
 
 /// Runs `CREATE TABLE IF NOT EXISTS`, telling "cannot connect" (the URL)
 /// apart from "cannot create" (the table).
-pub(super) async fn create_table(shared: &Shared, timeout: Duration) -> Result<()> {
+pub(super) async fn create_table(shared: &Shared, table: &str, timeout: Duration) -> Result<()> {
     let mut conn = shared.pool.acquire().await.map_err(|e| {
         Error::config(
             "store.url",
@@ -78,7 +78,61 @@ pub(super) async fn create_table(shared: &Shared, timeout: Duration) -> Result<(
         .map_err(|_| Error::config("store.table", "CREATE TABLE did not finish in time"))?;
     created
         .map(|_| ())
-        .map_err(|e| Error::config("store.table", format!("cannot create the table: {e}")))
+        .map_err(|e| Error::config("store.table", format!("cannot create the table: {e}")))?;
+    if shared.sql.indexed && !has_identity_column(shared, table, timeout).await? {
+        let altered = tokio::time::timeout(
+            timeout,
+            query(&shared.sql.add_identity_column).execute(&mut *conn),
+        )
+        .await
+        .map_err(|_| Error::config("store.table", "ALTER TABLE did not finish in time"))?;
+        altered.map(|_| ()).map_err(|e| {
+            Error::config(
+                "store.table",
+                format!("cannot add the identity column for session.identity_key: {e}"),
+            )
+        })?;
+        tracing::info!(
+            store = "mysql",
+            table,
+            "added the identity column for session.identity_key"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the table has the identity index's column. Not reachable now:
+/// `Ok(true)`, so that the gateway still starts (a write then fails with
+/// 503 and says why).
+pub(super) async fn has_identity_column(
+    shared: &Shared,
+    table: &str,
+    timeout: Duration,
+) -> Result<bool> {
+    let asked = tokio::time::timeout(
+        timeout,
+        query(&shared.sql.has_identity_column)
+            .bind(table)
+            .fetch_one(&shared.pool),
+    )
+    .await;
+    match asked {
+        Ok(Ok(row)) => {
+            let count: i64 = sqlx::Row::try_get(&row, 0).unwrap_or(0);
+            Ok(count > 0)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(store = "mysql", %error, "could not check for the identity column");
+            Ok(true)
+        }
+        Err(_) => {
+            tracing::warn!(
+                store = "mysql",
+                "could not check for the identity column in time"
+            );
+            Ok(true)
+        }
+    }
 }
 
 pub(super) fn spawn_cleanup(shared: Weak<Shared>, every: Duration) {

@@ -15,7 +15,11 @@ pub const CLEANUP_BATCH: u64 = 1_000;
 /// The statements, with the table name pasted in (identifiers cannot be
 /// bound; the configuration allows only `[A-Za-z0-9_]{1,64}`).
 pub(super) struct Statements {
+    pub indexed: bool,
     pub create: Arc<str>,
+    pub has_identity_column: Arc<str>,
+    pub add_identity_column: Arc<str>,
+    pub sessions_of: Arc<str>,
     pub load: Arc<str>,
     pub insert: Arc<str>,
     pub swap: Arc<str>,
@@ -28,24 +32,43 @@ pub(super) struct Statements {
 }
 
 impl Statements {
-    pub fn new(table: &str) -> Self {
+    /// `indexed`: the writes also set the `identity` column (only then
+    /// must the table have it, so express-mysql-session's own table works
+    /// unchanged without `session.identity_key`).
+    pub fn new(table: &str, indexed: bool) -> Self {
         let t = format!("`{table}`");
+        // Every write binds the identity last when indexed.
+        let (column, value, set) = if indexed {
+            (", `identity`", ", ?", ", `identity` = ?")
+        } else {
+            ("", "", "")
+        };
         Self {
+            indexed,
             create: format!(
                 "CREATE TABLE IF NOT EXISTS {t} (\
                  `session_id` VARCHAR(128) COLLATE utf8mb4_bin NOT NULL, \
                  `expires` INT UNSIGNED NOT NULL, \
                  `data` MEDIUMTEXT COLLATE utf8mb4_bin, \
+                 {IDENTITY_COLUMN}, \
                  PRIMARY KEY (`session_id`), \
-                 KEY `expires` (`expires`)\
+                 KEY `expires` (`expires`), \
+                 {IDENTITY_KEY}\
                  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
             )
             .into(),
-            load: format!("SELECT `data`, `expires` FROM {t} WHERE `session_id` = ?").into(),
-            insert: format!("INSERT INTO {t} (`session_id`, `expires`, `data`) VALUES (?, ?, ?)")
+            has_identity_column: "SELECT COUNT(*) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'identity'"
                 .into(),
+            add_identity_column: add_identity_column(table).into(),
+            sessions_of: format!("SELECT `session_id` FROM {t} WHERE `identity` = ?").into(),
+            load: format!("SELECT `data`, `expires` FROM {t} WHERE `session_id` = ?").into(),
+            insert: format!(
+                "INSERT INTO {t} (`session_id`, `expires`, `data`{column}) VALUES (?, ?, ?{value})"
+            )
+            .into(),
             swap: format!(
-                "UPDATE {t} SET `expires` = ?, `data` = ? \
+                "UPDATE {t} SET `expires` = ?, `data` = ?{set} \
                  WHERE `session_id` = ? AND COALESCE(`data`, '') = ?"
             )
             .into(),
@@ -53,8 +76,8 @@ impl Statements {
             // MySQL 8.0.20 deprecates in favour of an alias syntax that
             // MariaDB does not have.
             upsert: format!(
-                "INSERT INTO {t} (`session_id`, `expires`, `data`) VALUES (?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE `expires` = ?, `data` = ?"
+                "INSERT INTO {t} (`session_id`, `expires`, `data`{column}) VALUES (?, ?, ?{value}) \
+                 ON DUPLICATE KEY UPDATE `expires` = ?, `data` = ?{set}"
             )
             .into(),
             touch: format!("UPDATE {t} SET `expires` = ? WHERE `session_id` = ? AND `expires` > ?")
@@ -73,6 +96,18 @@ impl Statements {
             cleanup: format!("DELETE FROM {t} WHERE `expires` <= ? LIMIT {CLEANUP_BATCH}").into(),
         }
     }
+}
+
+/// The identity index's column: the SHA-256 of the identity (base64url,
+/// 43 characters), never the value itself.
+const IDENTITY_COLUMN: &str = "`identity` CHAR(43) COLLATE ascii_bin NULL";
+const IDENTITY_KEY: &str = "KEY `identity` (`identity`)";
+
+/// The statement that gives an existing table (express-mysql-session's, or
+/// one created before the index existed) the identity column; the README
+/// prints it for operators who create tables themselves.
+pub fn add_identity_column(table: &str) -> String {
+    format!("ALTER TABLE `{table}` ADD COLUMN {IDENTITY_COLUMN}, ADD {IDENTITY_KEY}")
 }
 
 /// A query on one of the statements.

@@ -24,6 +24,21 @@
 //! skips the read and tries the compare-and-set against the record this
 //! gateway wrote last (or the request loaded).
 //!
+//! # The identity index
+//!
+//! With `session.identity_key` set, each identity has a sorted set,
+//! `prefix + "identity:" + hash`, whose members are its session ids scored
+//! by their expiry. Every write adds the session, drops members whose
+//! expiry has passed (so sessions that expire never make it grow), and
+//! sets the set's own expiry to its newest member's. On a single server
+//! this happens inside the same script as the session's write. On a
+//! cluster a script may only touch keys of one slot, and a session and its
+//! identity's set hash to different slots: there the set is written just
+//! *before* the session. A session is therefore never missing from its
+//! identity's set; an entry left by a write that then lost its race, or by
+//! a session that moved on, is harmless, because a revoke reads each listed
+//! session and acts only on those that still hold that identity.
+//!
 //! # Connections and outages
 //!
 //! A single server is reached through a [`ConnectionManager`], which
@@ -57,14 +72,29 @@ use redis::{Cmd, ConnectionAddr, ConnectionInfo, RedisError, Script};
 
 use self::link::{Connection, Connector, Link};
 use super::StoreSettings;
-use super::core::{Backend, StoreCore, Stored};
+use super::core::{Backend, Entry, StoreCore, Stored};
+use super::identity::Identity;
 use super::record::{SessionId, UnixMillis, now_millis};
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
 
+/// Adds a session to its identity's sorted set (when the script got that
+/// key), drops members already expired, and keeps the set alive as long
+/// as its newest member. Prefixed to the scripts that write a session.
+const INDEX_LUA: &str = r"
+local function index(key, id, expires_at, now)
+  if not key then return end
+  redis.call('ZADD', key, expires_at, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if newest[2] then redis.call('PEXPIREAT', key, newest[2]) end
+end
+";
+
 /// Writes a session only if the key still holds exactly what was read.
-/// ARGV: 'present' + the old blob, or 'absent' + ''; the new blob; the
-/// absolute expiry in Unix ms.
+/// KEYS: the session, and its identity's set if indexed. ARGV: 'present' +
+/// the old blob, or 'absent' + ''; the new blob; the absolute expiry in
+/// Unix ms; the session id; now in Unix ms.
 const SWAP_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == 'absent' then
@@ -73,18 +103,46 @@ elseif current ~= ARGV[2] then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+index(KEYS[2], ARGV[5], ARGV[4], ARGV[6])
+return 1
+";
+
+/// Writes a session whatever is there. KEYS: the session, and its
+/// identity's set if indexed. ARGV: the blob, the expiry, the id, now.
+const PUT_SCRIPT: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+index(KEYS[2], ARGV[3], ARGV[2], ARGV[4])
+return 1
+";
+
+/// Moves the expiry of a live session and, if indexed, its score. KEYS:
+/// the session, and its identity's set if indexed. ARGV: the expiry, the
+/// id, now.
+const TOUCH_SCRIPT: &str = r"
+if redis.call('PEXPIREAT', KEYS[1], ARGV[1]) == 1 then
+  index(KEYS[2], ARGV[2], ARGV[1], ARGV[3])
+end
+return 1
+";
+
+/// Only the index, for a cluster (see the module docs). KEYS: the set.
+/// ARGV: the id, the expiry, now.
+const INDEX_SCRIPT: &str = r"
+index(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1
 ";
 
 /// Moves a session to a new key in one step, if the old key still holds
-/// what was read and the new one is free. KEYS: old, new. ARGV: the old
-/// blob, the new blob, the absolute expiry in Unix ms. Both keys must be on
+/// what was read and the new one is free. KEYS: old, new, and the new
+/// session's identity set if indexed. ARGV: the old blob, the new blob,
+/// the absolute expiry in Unix ms, the new id, now. All keys must be on
 /// one server: not used on a cluster, where they hash to different slots.
 const MOVE_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2], 'PXAT', ARGV[3])
+index(KEYS[3], ARGV[4], ARGV[3], ARGV[5])
 return 1
 ";
 
@@ -95,6 +153,11 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 ";
+
+/// A script that may call `index`.
+fn indexing_script(body: &str) -> Script {
+    Script::new(&format!("{INDEX_LUA}{body}"))
+}
 
 /// The Redis session store: the core in front of [`RedisBackend`].
 pub type RedisStore = StoreCore<RedisBackend>;
@@ -138,8 +201,11 @@ impl RedisStore {
         let backend = RedisBackend {
             link,
             prefix: config.prefix.clone(),
-            swap_script: Script::new(SWAP_SCRIPT),
-            move_script: Script::new(MOVE_SCRIPT),
+            swap_script: indexing_script(SWAP_SCRIPT),
+            put_script: indexing_script(PUT_SCRIPT),
+            touch_script: indexing_script(TOUCH_SCRIPT),
+            index_script: indexing_script(INDEX_SCRIPT),
+            move_script: indexing_script(MOVE_SCRIPT),
             delete_if_script: Script::new(DELETE_IF_SCRIPT),
             cluster: config.cluster,
             timeout,
@@ -169,6 +235,9 @@ pub struct RedisBackend {
     link: Link,
     prefix: String,
     swap_script: Script,
+    put_script: Script,
+    touch_script: Script,
+    index_script: Script,
     move_script: Script,
     delete_if_script: Script,
     /// Keys of one session move across slots: no multi-key script.
@@ -191,6 +260,35 @@ impl RedisBackend {
         key.push_str(&self.prefix);
         key.push_str(id.as_str());
         key
+    }
+
+    /// The sorted set of `identity`'s sessions.
+    fn index_key(&self, identity: &Identity) -> String {
+        format!("{}identity:{}", self.prefix, identity.as_str())
+    }
+
+    /// The index key to pass to a writing script: on a single server the
+    /// script keeps the index itself; on a cluster the index is written
+    /// first, on its own (see the module docs), and the script gets none.
+    async fn index_for(
+        &self,
+        operation: &'static str,
+        id: &SessionId,
+        identity: Option<&Identity>,
+        expires_at: UnixMillis,
+    ) -> Result<Option<String>> {
+        let Some(identity) = identity else {
+            return Ok(None);
+        };
+        let key = self.index_key(identity);
+        if !self.cluster {
+            return Ok(Some(key));
+        }
+        let mut call = self.index_script.key(&key);
+        call.arg(id.as_str()).arg(expires_at).arg(now_millis());
+        self.call(operation, async |conn| call.invoke_async::<i64>(conn).await)
+            .await?;
+        Ok(None)
     }
 
     /// Runs one call on the shared connection and tells the link how it
@@ -268,34 +366,103 @@ impl Backend for RedisBackend {
         &self,
         id: &SessionId,
         expected: Option<&Stored<()>>,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
         let key = self.key(id);
+        let index = self
+            .index_for("update", id, entry.identity, entry.expires_at)
+            .await?;
         let mut call = self.swap_script.key(&key);
+        if let Some(index) = &index {
+            call.key(index);
+        }
         match expected {
             Some(stored) => call.arg("present").arg(&stored.text),
             None => call.arg("absent").arg(""),
         };
-        call.arg(text).arg(expires_at);
+        call.arg(entry.text)
+            .arg(entry.expires_at)
+            .arg(id.as_str())
+            .arg(now_millis());
         let written: i64 = self
             .call("update", async |conn| call.invoke_async(conn).await)
             .await?;
         Ok(written == 1)
     }
 
-    async fn put(&self, id: &SessionId, text: Vec<u8>, expires_at: UnixMillis) -> Result<()> {
-        let mut set = redis::cmd("SET");
-        set.arg(self.key(id)).arg(text).arg("PXAT").arg(expires_at);
-        self.run("insert", set).await
+    async fn put(&self, id: &SessionId, entry: Entry<'_>) -> Result<()> {
+        let key = self.key(id);
+        let index = self
+            .index_for("insert", id, entry.identity, entry.expires_at)
+            .await?;
+        let mut call = self.put_script.key(&key);
+        if let Some(index) = &index {
+            call.key(index);
+        }
+        call.arg(entry.text)
+            .arg(entry.expires_at)
+            .arg(id.as_str())
+            .arg(now_millis());
+        self.call("insert", async |conn| call.invoke_async::<i64>(conn).await)
+            .await
+            .map(drop)
     }
 
-    /// One `PEXPIREAT`: the data is not rewritten, and a missing (or, since
-    /// Redis drops them itself, expired) key stays missing.
-    async fn touch(&self, id: &SessionId, expires_at: UnixMillis, _now: UnixMillis) -> Result<()> {
-        let mut touch = redis::cmd("PEXPIREAT");
-        touch.arg(self.key(id)).arg(expires_at);
-        self.run("touch", touch).await
+    /// `PEXPIREAT`: the data is not rewritten, and a missing (or, since
+    /// Redis drops them itself, expired) key stays missing. The identity's
+    /// set moves with it.
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+        identity: Option<&Identity>,
+    ) -> Result<()> {
+        let Some(identity) = identity else {
+            let mut touch = redis::cmd("PEXPIREAT");
+            touch.arg(self.key(id)).arg(expires_at);
+            return self.run("touch", touch).await;
+        };
+        let key = self.key(id);
+        let index = self
+            .index_for("touch", id, Some(identity), expires_at)
+            .await?;
+        let mut call = self.touch_script.key(&key);
+        if let Some(index) = &index {
+            call.key(index);
+        }
+        call.arg(expires_at).arg(id.as_str()).arg(now);
+        self.call("touch", async |conn| call.invoke_async::<i64>(conn).await)
+            .await
+            .map(drop)
+    }
+
+    /// The members of the identity's set.
+    async fn indexed(&self, identity: &Identity) -> Result<Vec<SessionId>> {
+        let key = self.index_key(identity);
+        let ids: Vec<String> = self
+            .call("sessions_of", async |conn| {
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        Ok(ids.into_iter().map(SessionId::from_trusted).collect())
+    }
+
+    async fn unindex(&self, identity: &Identity, ids: &[SessionId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut remove = redis::cmd("ZREM");
+        remove.arg(self.index_key(identity));
+        for id in ids {
+            remove.arg(id.as_str());
+        }
+        self.run("revoke", remove).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<()> {
@@ -326,16 +493,26 @@ impl Backend for RedisBackend {
         old: &SessionId,
         expected: &Stored<()>,
         new: &SessionId,
-        text: Vec<u8>,
-        expires_at: UnixMillis,
+        entry: Entry<'_>,
     ) -> Result<bool> {
         let (old_key, new_key) = (self.key(old), self.key(new));
+        let index = self
+            .index_for("regenerate", new, entry.identity, entry.expires_at)
+            .await?;
+        let Entry {
+            text, expires_at, ..
+        } = entry;
         if !self.cluster {
             let mut call = self.move_script.key(&old_key);
-            call.key(&new_key)
-                .arg(&expected.text)
+            call.key(&new_key);
+            if let Some(index) = &index {
+                call.key(index);
+            }
+            call.arg(&expected.text)
                 .arg(text)
-                .arg(expires_at);
+                .arg(expires_at)
+                .arg(new.as_str())
+                .arg(now_millis());
             let moved: i64 = self
                 .call("regenerate", async |conn| call.invoke_async(conn).await)
                 .await?;

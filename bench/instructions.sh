@@ -1,0 +1,46 @@
+# Sourced by bench/run.sh: user-space instructions per request, counted by
+# valgrind's callgrind. Throughput on a shared two-core machine moves by
+# ~10% from run to run; an instruction count of the same binary under the
+# same requests does not (it is the same whatever else the machine runs),
+# so it is the figure that decides whether a change made the proxy cheaper.
+#
+# count_instructions NAME PATH COOKIE STARTED_URL -- COMMAND...
+#   starts COMMAND under callgrind with instrumentation off, waits until
+#   STARTED_URL answers, warms up, switches instrumentation on, sends
+#   requests to PATH on $PORT with COOKIE for $INSTR_SECONDS seconds (16
+#   keep-alive connections), dumps the counters, and writes
+#   $RESULTS/NAME.instr with the total instructions and requests.
+INSTR_SECONDS="${BENCH_INSTR_SECONDS:-20}"
+[ "$QUICK" = 1 ] && INSTR_SECONDS="${BENCH_INSTR_SECONDS:-5}"
+
+count_instructions() {
+    local name="$1" path="$2" cookie="$3" started="$4"; shift 5
+    local out="$WORK/callgrind.$name" pid total requests
+    command -v valgrind >/dev/null || { log "  valgrind missing: no instruction count for $name"; return 0; }
+    "${PIN_PROXY[@]}" valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$out.%p" "$@" 2> "$WORK/callgrind-$name.log" &
+    pid=$!; PIDS+=("$pid")
+    wait_until 300 0.1 curl -s -o /dev/null --max-time 2 "$started" \
+        || fail "$name did not start under valgrind ($WORK/callgrind-$name.log)"
+    "${PIN_LOAD[@]}" wrk -t1 -c16 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 || true
+    callgrind_control --instr=on "$pid" >/dev/null
+    "${PIN_LOAD[@]}" wrk -t1 -c16 -d"${INSTR_SECONDS}s" --timeout 10s -H "Cookie: $cookie" \
+        "http://127.0.0.1:$PORT$path" > "$RESULTS/$name.instr.wrk" 2>&1 || true
+    callgrind_control --dump "$pid" >/dev/null
+    callgrind_control --instr=off "$pid" >/dev/null || true
+    stop_pid "$pid"
+    # The dump made above is the first numbered one; its totals line is
+    # the instructions executed while instrumentation was on.
+    total="$(awk '/^totals:/ {print $2}' "$out.$pid.1" 2>/dev/null | head -1)"
+    requests="$(awk '/requests in/ {print $1}' "$RESULTS/$name.instr.wrk")"
+    {
+        echo "name=$name"
+        echo "instructions=${total:-0}"
+        echo "requests=${requests:-0}"
+    } > "$RESULTS/$name.instr"
+    if [ -n "$total" ] && [ "${requests:-0}" -gt 0 ]; then
+        log "  $name: $((total / requests)) instructions per request ($requests requests)"
+    else
+        log "  $name: no instruction count ($WORK/callgrind-$name.log)"
+    fi
+}
