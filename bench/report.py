@@ -17,6 +17,7 @@ TARGETS = [
     ("sessiongate-cookie-assertion", "sessiongate, cookie store, signed assertion"),
     ("sessiongate-cookie-noaccess", "sessiongate, cookie store, `log.access: false` (the access log's cost: compare with the row above)"),
     ("sessiongate-redis", "sessiongate, Redis store"),
+    ("sessiongate-redis-express", "sessiongate, Redis store, `compat: express-session`"),
 ]
 WORKLOADS = [
     ("read", "read: 64 connections, established session, `GET /`"),
@@ -127,7 +128,7 @@ def main():
     results = sys.argv[1]
     machine = parse_kv(os.path.join(results, "machine"))
     rows = load(results)
-    uses_redis = {"express", "sessiongate-redis"}
+    uses_redis = {"express", "sessiongate-redis", "sessiongate-redis-express"}
     out = []
     w = out.append
     w("# sessiongate benchmarks")

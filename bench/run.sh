@@ -10,7 +10,8 @@
 # and a private redis-server pinned to CPU 1:
 #   upstream alone | nginx proxy_pass | express-session | sessiongate cookie |
 #   sessiongate cookie behind 20 routes | sessiongate cookie with the signed
-#   session assertion | sessiongate redis | sessiongate cookie without the
+#   session assertion | sessiongate redis | sessiongate redis in
+#   session.compat: express-session mode | sessiongate cookie without the
 #   access log (log.access: false)
 # and then counts user-space instructions per request (valgrind's callgrind)
 # for nginx and sessiongate on the read workload (bench/instructions.sh).
@@ -285,10 +286,10 @@ bench_target express "$cookie" "$cookies" "$pid"
 stop_pid "$pid"
 
 # 4. sessiongate: cookie store, cookie store behind 20 routes, cookie store
-#    with the signed session assertion, Redis store (all with the default
-#    access log, written to a file), and the cookie store without the
-#    access log (its cost)
-for store in cookie cookie-routes cookie-assertion redis cookie-noaccess; do
+#    with the signed session assertion, Redis store, Redis store speaking
+#    express-session's formats (all with the default access log, written to
+#    a file), and the cookie store without the access log (its cost)
+for store in cookie cookie-routes cookie-assertion redis redis-express cookie-noaccess; do
     log "sessiongate ($store store)"
     GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
         REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:" \

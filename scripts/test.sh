@@ -45,6 +45,7 @@ ensure_redis_cluster
 ensure_mysql
 ensure_moto
 ensure_pyjwt
+ensure_node_app
 env | grep '^SESSIONGATE_TEST_' | sort
 
 for check in scripts/checks/*.sh; do

@@ -44,10 +44,12 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
+    let codec = crate::store::codec_for(&config);
     let sessions = crate::store::open(
         &config.store,
         config.session.keep_expired,
         config.session.identity_key.as_deref(),
+        codec,
     )
     .await?;
     // The token is read once: `admin` needs a restart (the API reaches the

@@ -9,8 +9,9 @@
 //! |---|---|
 //! | `upstream`, `routes`, `csrf`, `assertion`, `trusted_proxies`, `session` and the secrets (the JWKS follows), `headers`, `store`, `log.access`, the files `tls.cert` and `tls.key` name | `listen`, `admin.listen`, TLS on or off (refused), `limits`, `log.level`, `log.format`, `admin.token` (kept as at start, with a warning) |
 //!
-//! A `store` section (with `session.keep_expired` and
-//! `session.identity_key`) that did not change
+//! A `store` section (with `session.keep_expired`, `session.identity_key`
+//! and, under `session.compat: express-session`, the cookie settings and
+//! TTL its records carry) that did not change
 //! keeps the open store; a changed one is opened before the switch, and the
 //! old one closes when the last request using it is done.
 
@@ -76,9 +77,8 @@ struct Running {
     tls: bool,
     limits: LimitsConfig,
     log: LogConfig,
-    /// The open store's section, `session.keep_expired` and
-    /// `session.identity_key` (what the store was opened with).
-    store: (StoreConfig, bool, Option<String>),
+    /// What the open store was opened with (see [`store_of`]).
+    store: StoreKey,
     /// `admin.token` as at start (the admin session API reads it once).
     admin_token: Option<String>,
     /// The loaded file's SHA-256.
@@ -185,6 +185,7 @@ impl Reloader {
                 &config.store,
                 config.session.keep_expired,
                 config.session.identity_key.as_deref(),
+                crate::store::codec_for(&config),
             )
             .await?
         };
@@ -244,12 +245,19 @@ impl Reloader {
     }
 }
 
-/// What a store is opened with: an unchanged one is kept on reload.
-fn store_of(config: &Config) -> (StoreConfig, bool, Option<String>) {
+/// What a store is opened with: its section, `session.keep_expired`,
+/// `session.identity_key`, and the record codec `session.compat` picks
+/// (with express-session, the codec writes the cookie settings and the
+/// TTL into each record: its `Debug` form holds them all, and no secret).
+type StoreKey = (StoreConfig, bool, Option<String>, String);
+
+/// An unchanged [`StoreKey`] keeps the open store on reload.
+fn store_of(config: &Config) -> StoreKey {
     (
         config.store.clone(),
         config.session.keep_expired,
         config.session.identity_key.clone(),
+        format!("{:?}", crate::store::codec::express::for_config(config)),
     )
 }
 

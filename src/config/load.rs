@@ -76,8 +76,14 @@ impl Config {
         if tree.is_null() {
             tree = Value::Object(Default::default());
         }
+        let cookie_named = tree
+            .pointer("/session/cookie/name")
+            .is_some_and(|name| !name.is_null());
         let mut config: Config = typed("", tree)?;
         config.store = StoreConfig::from_value(store)?;
+        if config.session.compat == super::Compat::ExpressSession && !cookie_named {
+            config.session.cookie.name = super::EXPRESS_COOKIE_NAME.into();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -191,6 +197,7 @@ impl Config {
         if let Some(assertion) = &self.assertion {
             assertion.validate(self)?;
         }
+        super::compat::validate(self)?;
         self.store.validate()
     }
 

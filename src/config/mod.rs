@@ -8,6 +8,7 @@
 
 mod admin;
 mod assertion;
+mod compat;
 mod duration;
 mod env;
 mod load;
@@ -23,6 +24,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 pub use assertion::AssertionConfig;
+pub use compat::{Compat, EXPRESS_COOKIE_NAME};
 pub use duration::{ConfigDuration, parse_duration};
 pub(crate) use load::typed;
 pub use load::{DEFAULT_CONFIG_PATH, MIN_SECRET_LEN, Secrets};
@@ -30,8 +32,8 @@ pub use routes::{
     CsrfConfig, HostPattern, PathPrefix, RouteConfig, RouteSession, normalize_origin,
 };
 pub use store::{
-    AwsConfig, CookieStoreConfig, DynamoConfig, MemoryStoreConfig, MysqlConfig, RedisConfig,
-    StoreConfig,
+    AwsConfig, CookieStoreConfig, DynamoConfig, DynamoLayout, MemoryStoreConfig, MysqlConfig,
+    RedisConfig, StoreConfig,
 };
 
 /// The whole configuration, as `gateway.yaml` gives it.
@@ -188,6 +190,8 @@ pub struct SessionConfig {
     /// The top-level session key whose value is the user's identity: its
     /// presence means "signed in" to `session: required` routes.
     pub identity_key: Option<String>,
+    /// Whose cookie and stored format to speak (a Node app's).
+    pub compat: Compat,
     /// A session whose identity changes moves to a new id by itself.
     pub regenerate_on_identity_change: bool,
 }
@@ -209,6 +213,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("max_bytes", &self.max_bytes)
             .field("cookie", &self.cookie)
             .field("identity_key", &self.identity_key)
+            .field("compat", &self.compat)
             .field(
                 "regenerate_on_identity_change",
                 &self.regenerate_on_identity_change,
@@ -233,6 +238,7 @@ impl Default for SessionConfig {
             max_bytes: 16_384,
             cookie: CookieConfig::default(),
             identity_key: None,
+            compat: Compat::None,
             regenerate_on_identity_change: true,
         }
     }

@@ -68,6 +68,17 @@ pub(super) fn resolve(
     };
     let previous: Vec<String> = previous.into_iter().filter(|s| !s.is_empty()).collect();
     for secret in &previous {
+        // express-session takes secrets of any length, so an app moving
+        // behind the gateway may have signed its cookies with a short
+        // one: it may still verify, never sign.
+        if session.compat == super::Compat::ExpressSession
+            && secret.chars().count() < MIN_SECRET_LEN
+        {
+            tracing::warn!(
+                "{label}: a previous secret is shorter than {MIN_SECRET_LEN} characters; accepted only because session.compat is express-session (it only verifies old cookies): retire it once they have expired"
+            );
+            continue;
+        }
         check_length(&label, secret)?;
     }
     Ok(Secrets { current, previous })

@@ -14,13 +14,13 @@ use http::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::b64;
+use super::compat::CookieCodec;
 use super::cookies::{self, CookieWriter, IncomingCookie};
 use super::decision::{Facts, Outcome, decide};
 use super::keys::Keyring;
 use super::protocol::{self, Instructions, SessionHeaders};
 use super::response::{expire_chunks, keep_out_of_shared_caches, max_age_secs};
-use super::sealed::{self, SealedSession};
-use super::{b64, signed_id};
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
 use crate::store::merge_patch;
@@ -73,6 +73,10 @@ pub struct Engine {
     headers: SessionHeaders,
     identity_key: Option<String>,
     regenerate_on_identity_change: bool,
+    /// `session.compat`'s cookie format.
+    codec: CookieCodec,
+    /// Session keys the Node library owns (`session.compat`).
+    reserved: &'static [&'static str],
 }
 
 impl std::fmt::Debug for Engine {
@@ -103,6 +107,9 @@ impl Engine {
             headers: SessionHeaders::new(&config.headers.fields),
             identity_key: session.identity_key.clone(),
             regenerate_on_identity_change: session.regenerate_on_identity_change,
+            codec: CookieCodec::new(session.compat, secrets),
+            reserved: crate::store::codec::express::for_config(config)
+                .map_or(&[], |codec| codec.reserved()),
         }
     }
 
@@ -131,7 +138,7 @@ impl Engine {
                 public_id: OnceLock::new(),
             },
             None => Session {
-                id: SessionId::generate()?,
+                id: self.codec.new_id()?,
                 record: SessionRecord::new(now, &self.lifetime),
                 is_new: true,
                 incoming,
@@ -148,9 +155,10 @@ impl Engine {
     ) -> Result<Option<(SessionId, SessionRecord)>> {
         let found = match &self.sessions {
             Sessions::Sealed { .. } => {
-                sealed::open(&self.keys, &self.cookie.name, value, now).map(|s| (s.id, s.record))
+                self.codec
+                    .open_sealed(&self.keys, &self.cookie.name, value, now)
             }
-            Sessions::Server(store) => match signed_id::verify(&self.keys, value) {
+            Sessions::Server(store) => match self.codec.verify_id(&self.keys, value) {
                 Some(id) => return Ok(store.load(&id).await?.map(|record| (id, record))),
                 None => None,
             },
@@ -296,6 +304,8 @@ impl Engine {
         let Session {
             id, record, is_new, ..
         } = session;
+        self.codec
+            .check_updates(self.reserved, &instructions.updates)?;
         let signs_in = self.signs_in(&record, &instructions.updates)?;
         let change = Change {
             patches: instructions.updates,
@@ -306,7 +316,7 @@ impl Engine {
             max_bytes: self.max_bytes,
         };
         let new_id = if instructions.regenerate || (signs_in && !is_new) {
-            Some(SessionId::generate()?)
+            Some(self.codec.new_id()?)
         } else {
             None
         };
@@ -396,15 +406,9 @@ impl Engine {
         let name = &self.cookie.name;
         let written = match &self.sessions {
             Sessions::Sealed { max_chunks } => {
-                let value = sealed::seal(
-                    &self.keys,
-                    name,
-                    &SealedSession {
-                        id: id.clone(),
-                        record,
-                    },
-                )?;
-                let chunks = cookies::split(&value, *max_chunks).ok_or_else(|| {
+                let value = self.codec.seal(&self.keys, name, id, record)?;
+                let max_chunks = self.codec.max_chunks(*max_chunks);
+                let chunks = cookies::split(&value, max_chunks).ok_or_else(|| {
                     Error::too_large(format!(
                         "session too large for the cookie store: {} bytes sealed, limit {max_chunks} cookies",
                         value.len()
@@ -420,7 +424,7 @@ impl Engine {
                 chunks.len()
             }
             Sessions::Server(_) => {
-                let value = signed_id::sign(&self.keys, id);
+                let value = self.codec.sign(&self.keys, id);
                 if let Some(header) = writer.set(name, &value, max_age) {
                     response.append(SET_COOKIE, header);
                 }

@@ -8,12 +8,17 @@
 //! * [`signed_id`]: the server stores' `id.mac` cookie;
 //! * [`keys`]: per-purpose keys derived from the secrets;
 //! * [`assertion`]: the signed session assertion (a JWT) and its JWKS;
+//! * [`compat`]: the cookie codec `session.compat` picks: ours,
+//!   [`express`]'s `s:` cookie, or [`iron`]'s seal;
 
 pub mod assertion;
 pub mod b64;
+pub mod compat;
 pub mod cookies;
 pub mod decision;
 pub mod engine;
+pub mod express;
+pub mod iron;
 pub mod keys;
 pub mod protocol;
 mod response;

@@ -4,7 +4,9 @@
 //! The expiry is not in the blob: each backend keeps it in its native place
 //! (a Redis key TTL, DynamoDB's TTL attribute, MySQL's `expires` column), so
 //! that a touch moves only the expiry. This seam is where a codec for another
-//! layout (an express-session compatible one) plugs in.
+//! layout plugs in: [`express`] writes what express-session stores.
+
+pub mod express;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -224,7 +224,7 @@ impl<B: Backend> StoreCore<B> {
         };
         self.codec
             .decode(&stored.text, expires_at)
-            .inspect_err(|error| tracing::warn!(store, %error, "treating an unreadable session as no session"))
+            .inspect_err(|error| tracing::debug!(store, %error, "treating an unreadable session as no session"))
             .ok()
     }
 

@@ -57,7 +57,7 @@ pub use record::{
     now_millis,
 };
 
-use crate::config::StoreConfig;
+use crate::config::{Config, DynamoLayout, StoreConfig};
 use crate::error::Result;
 
 /// A server-side session store. See the module docs.
@@ -197,7 +197,16 @@ impl Sessions {
     }
 }
 
-/// Opens the store the configuration names.
+/// The record codec `session.compat` asks for: express-session's JSON, or
+/// the native layout. Chosen once, at start-up.
+pub fn codec_for(config: &Config) -> Arc<dyn RecordCodec> {
+    match codec::express::for_config(config) {
+        Some(express) => Arc::new(express),
+        None => Arc::new(NativeCodec),
+    }
+}
+
+/// Opens the store the configuration names, writing records with `codec`.
 ///
 /// # Errors
 ///
@@ -206,8 +215,12 @@ pub async fn open(
     config: &StoreConfig,
     keep_expired: bool,
     identity_key: Option<&str>,
+    codec: Arc<dyn RecordCodec>,
 ) -> Result<Sessions> {
-    let settings = |timeout| StoreSettings::new(timeout, keep_expired).indexed_by(identity_key);
+    let settings = |timeout| StoreSettings {
+        codec: Arc::clone(&codec),
+        ..StoreSettings::new(timeout, keep_expired).indexed_by(identity_key)
+    };
     let store: Arc<dyn SessionStore> = match config {
         StoreConfig::Cookie(c) => {
             return Ok(Sessions::Sealed {
@@ -222,6 +235,9 @@ pub async fn open(
         }
         StoreConfig::Redis(c) => {
             Arc::new(redis::RedisStore::connect(c, &settings(c.timeout.get())).await?)
+        }
+        StoreConfig::Dynamodb(c) if c.layout != DynamoLayout::Native => {
+            Arc::new(dynamodb::node::connect(c, &settings(c.timeout.get())).await?)
         }
         StoreConfig::Dynamodb(c) => {
             Arc::new(dynamodb::DynamoStore::connect(c, &settings(c.timeout.get())).await?)

@@ -7,9 +7,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use sessiongate::config::ConfigDuration;
-use sessiongate::config::{AwsConfig, DynamoConfig};
+use sessiongate::config::{AwsConfig, DynamoConfig, DynamoLayout};
 use sessiongate::store::SessionStore;
 use sessiongate::store::StoreSettings;
+use sessiongate::store::codec::express::Flavor;
 use sessiongate::store::dynamodb::DynamoStore;
 
 /// The variable the project's test script sets after starting moto.
@@ -63,6 +64,23 @@ pub async fn instrumented(config: &DynamoConfig, keep_expired: bool) -> Arc<dyn 
     )
     .await
     .unwrap_or_else(|e| panic!("cannot connect to DynamoDB at {}: {e}", endpoint()));
+    Arc::new(store)
+}
+
+/// A Node store's layout on a fresh table, with the express-session codec.
+pub async fn node_layout(layout: DynamoLayout, sort_key: Option<&str>) -> Arc<dyn SessionStore> {
+    let config = DynamoConfig {
+        layout,
+        ..config(sort_key)
+    };
+    let flavor = match layout {
+        DynamoLayout::Cyclic => Flavor::Cyclic,
+        _ => Flavor::Plain,
+    };
+    let settings = crate::conformance::express_settings(config.timeout.get(), flavor);
+    let store = sessiongate::store::dynamodb::node::connect(&config, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to DynamoDB at {}: {e}", endpoint()));
     Arc::new(store)
 }
 

@@ -19,6 +19,7 @@ mod gateway_stores;
 mod hardening;
 mod hardening_limits;
 mod identity;
+mod node_compat;
 mod operations;
 mod packaging;
 mod properties;

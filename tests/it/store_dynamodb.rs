@@ -10,19 +10,26 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
-use sessiongate::config::DynamoConfig;
+use sessiongate::config::{DynamoConfig, DynamoLayout};
 use sessiongate::store::StoreSettings;
 use sessiongate::store::dynamodb::DynamoStore;
 use sessiongate::store::{SessionId, SessionRecord, SessionStore, now_millis};
 
 use crate::conformance;
-use crate::dynamodb_support::{TIMEOUT, config, instrumented, raw_client};
+use crate::dynamodb_support::{self, TIMEOUT, config, instrumented, raw_client};
 
 async fn make_store() -> Arc<dyn SessionStore> {
     instrumented(&config(None), false).await
 }
 
 conformance::suite!();
+
+/// connect-dynamodb's items (`store.layout: connect-dynamodb`).
+async fn make_express_store() -> Arc<dyn SessionStore> {
+    dynamodb_support::node_layout(DynamoLayout::ConnectDynamodb, None).await
+}
+
+conformance::express_suite!();
 
 /// The item as stored, read directly from the table.
 async fn raw_item(

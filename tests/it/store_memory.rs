@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessiongate::config::MemoryStoreConfig;
+use sessiongate::store::codec::express::Flavor;
 use sessiongate::store::{SessionStore, StoreSettings, memory::MemoryStore};
 
 use crate::conformance;
@@ -21,6 +22,17 @@ async fn make_store() -> Arc<dyn SessionStore> {
 }
 
 conformance::suite!();
+
+async fn make_express_store() -> Arc<dyn SessionStore> {
+    Arc::new(MemoryStore::open(
+        &MemoryStoreConfig {
+            max_sessions: 10_000,
+        },
+        &conformance::express_settings(Duration::from_secs(2), Flavor::Plain),
+    ))
+}
+
+conformance::express_suite!();
 
 #[tokio::test]
 async fn a_full_store_refuses_new_sessions_but_serves_old_ones() {

@@ -188,6 +188,24 @@ async fn open(config: &MysqlConfig, keep_expired: bool) -> Arc<dyn SessionStore>
     Arc::new(store)
 }
 
+async fn make_express_store() -> Arc<dyn SessionStore> {
+    let table = ScratchTable::new();
+    let config = table.config();
+    let settings = conformance::express_settings(
+        config.timeout.get(),
+        sessiongate::store::codec::express::Flavor::Plain,
+    );
+    let store = MysqlStore::connect(&config, &settings)
+        .await
+        .expect("MySQL store (is SESSIONGATE_TEST_MYSQL_URL reachable?)");
+    Arc::new(Scratch {
+        store: Arc::new(store),
+        _table: table,
+    })
+}
+
+conformance::express_suite!();
+
 async fn make_store() -> Arc<dyn SessionStore> {
     let table = ScratchTable::new();
     let store = open(&table.config(), false).await;

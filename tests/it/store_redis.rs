@@ -17,6 +17,7 @@ use sessiongate::Error;
 use sessiongate::config::ConfigDuration;
 use sessiongate::config::RedisConfig;
 use sessiongate::store::StoreSettings;
+use sessiongate::store::codec::express::Flavor;
 use sessiongate::store::redis::RedisStore;
 use sessiongate::store::{SessionId, SessionRecord, SessionStore, now_millis};
 
@@ -60,6 +61,18 @@ async fn make_store() -> Arc<dyn SessionStore> {
 }
 
 conformance::suite!();
+
+async fn make_express_store() -> Arc<dyn SessionStore> {
+    let config = config(redis_url(), unique_prefix(), Duration::from_secs(2));
+    let settings = conformance::express_settings(config.timeout.get(), Flavor::Plain);
+    Arc::new(
+        RedisStore::connect(&config, &settings)
+            .await
+            .expect("a valid Redis configuration"),
+    )
+}
+
+conformance::express_suite!();
 
 /// A plain client, to look at what the store wrote.
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {

@@ -10,6 +10,7 @@ use serde_json::json;
 use sessiongate::config::ConfigDuration;
 use sessiongate::config::RedisConfig;
 use sessiongate::store::StoreSettings;
+use sessiongate::store::codec::express::Flavor;
 use sessiongate::store::redis::RedisStore;
 use sessiongate::store::{SessionId, SessionStore};
 
@@ -59,6 +60,24 @@ async fn make_store() -> Arc<dyn SessionStore> {
 }
 
 conformance::suite!();
+
+async fn make_express_store() -> Arc<dyn SessionStore> {
+    let config = RedisConfig {
+        urls: seeds(),
+        cluster: true,
+        prefix: unique_prefix(),
+        timeout: ConfigDuration::secs(2),
+        ..RedisConfig::default()
+    };
+    let settings = conformance::express_settings(config.timeout.get(), Flavor::Plain);
+    Arc::new(
+        RedisStore::connect(&config, &settings)
+            .await
+            .expect("a valid Redis Cluster configuration"),
+    )
+}
+
+conformance::express_suite!();
 
 /// Sessions spread over the masters: the store really uses the cluster.
 #[tokio::test]

@@ -31,6 +31,24 @@ pub struct DynamoConfig {
     pub aws: AwsConfig,
     /// Bound on each operation, SDK retries included.
     pub timeout: ConfigDuration,
+    /// Whose item layout: the gateway's, or a Node session store's
+    /// (`session.compat: express-session`).
+    pub layout: DynamoLayout,
+}
+
+/// `store.layout`: whose items the table holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DynamoLayout {
+    /// The gateway's own: `data`, `version`, `expires_ms` (see the README).
+    #[default]
+    Native,
+    /// connect-dynamodb's: `sess` a JSON string, `expires` epoch seconds,
+    /// `type` `connect-session`, under `hash_key` = `prefix` + id.
+    ConnectDynamodb,
+    /// @cyclic.sh/session-store's: `pk` = `sk` = `session-store#` + id,
+    /// `sess` a native map, `expires` whole epoch seconds.
+    Cyclic,
 }
 
 /// Where and as whom to reach DynamoDB. Empty strings (an unset `${VAR:-}`)
@@ -74,6 +92,7 @@ impl Default for DynamoConfig {
             create_table: false,
             aws: AwsConfig::default(),
             timeout: ConfigDuration::secs(2),
+            layout: DynamoLayout::Native,
         }
     }
 }
@@ -95,6 +114,12 @@ impl DynamoConfig {
         self.aws.validate()?;
         if self.timeout.get().is_zero() {
             return Err(Error::config("store.timeout", "must be longer than 0s"));
+        }
+        if self.layout == DynamoLayout::ConnectDynamodb && self.sort_key.is_some() {
+            return Err(Error::config(
+                "store.sort_key",
+                "connect-dynamodb's tables have a hash key only: remove store.sort_key with layout: connect-dynamodb",
+            ));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ pub mod redis;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use dynamodb::{AwsConfig, DynamoConfig};
+pub use dynamodb::{AwsConfig, DynamoConfig, DynamoLayout};
 pub use mysql::MysqlConfig;
 pub use redis::{RedisConfig, SentinelConfig};
 

@@ -55,6 +55,7 @@
 
 mod client;
 mod item;
+pub mod node;
 mod table;
 
 use std::time::Duration;

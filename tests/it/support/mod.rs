@@ -21,17 +21,6 @@ use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 
-/// The `sessiongate` binary under test: Cargo's (`CARGO_BIN_EXE_sessiongate`),
-/// or the one `SESSIONGATE_BIN` names. Two checkouts that share a target
-/// directory share `target/debug/sessiongate` too, and the last build of
-/// either wins; pointing `SESSIONGATE_BIN` at a copy keeps a test run on
-/// its own binary.
-pub fn binary() -> PathBuf {
-    std::env::var_os("SESSIONGATE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sessiongate")))
-}
-
 /// A free local port, never the same one twice in this test process.
 ///
 /// The OS may hand out a port it just handed out once the probe socket is
@@ -77,6 +66,15 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The gateway binary: cargo's, unless `SESSIONGATE_TEST_BIN` names
+/// another (a copy, when several checkouts share one target directory and
+/// may replace cargo's while the tests run).
+pub fn binary() -> std::ffi::OsString {
+    std::env::var_os("SESSIONGATE_TEST_BIN")
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into())
 }
 
 /// A running gateway process.
