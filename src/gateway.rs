@@ -140,13 +140,14 @@ impl Gateway {
     }
 
     /// Phases 0 to 5.
-    async fn forward(
-        &self,
+    async fn forward<'g>(
+        &'g self,
         mut request: Request<Incoming>,
         connection: &Connection,
-        trace: &mut Trace,
+        trace: &mut Trace<'g>,
     ) -> Result<Response<ProxyBody>> {
         let route = self.routes.select(&request)?;
+        trace.route = Some(route.label());
         if !self.routes.allows_origin(route, &request) {
             return Ok(cross_origin_refusal());
         }
@@ -207,7 +208,7 @@ impl Gateway {
         &self,
         route: &Route,
         outgoing: Request<ProxyBody>,
-        trace: &mut Trace,
+        trace: &mut Trace<'_>,
     ) -> Result<Response<PooledBody>> {
         let started = Instant::now();
         let response = route.upstream.send(outgoing).await?;
@@ -225,7 +226,7 @@ impl Gateway {
         pending: Option<PendingUpgrade>,
         session: Option<Session>,
         client: Client,
-        trace: &mut Trace,
+        trace: &mut Trace<'_>,
     ) -> Result<Response<ProxyBody>> {
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upgraded = match pending {

@@ -10,7 +10,7 @@
 //! | `duration_ms` | from the request's arrival to its response head (the body streams after the line is written) |
 //! | `upstream_ms` | waiting for the backend's response head; absent when the backend was not called |
 //! | `store_ms` | resolving and committing the session: store calls, or for the cookie store opening and sealing the cookie |
-//! | `route` | the route that matched; `-` (no routes yet) |
+//! | `route` | the route that matched: its `name`, or its host and prefix; `default` when none did; `-` when the request failed before one was chosen |
 //! | `session` | the session's public id (`X-Session-Id`); absent when no session was resolved |
 //! | `client` | the peer's IP address (a load balancer's, when there is one) |
 //!
@@ -44,7 +44,9 @@ const FLUSH_AT_BYTES: usize = 64 * 1024;
 
 /// What one request's phases measured, for its access line.
 #[derive(Debug, Default)]
-pub(super) struct Trace {
+pub(super) struct Trace<'g> {
+    /// The route the request took, once chosen.
+    pub(super) route: Option<&'g str>,
     /// Waiting for the upstream's response head.
     pub(super) upstream: Option<Duration>,
     /// Store work: loading and committing the session.
@@ -53,7 +55,7 @@ pub(super) struct Trace {
     pub(super) session: Option<String>,
 }
 
-impl Trace {
+impl Trace<'_> {
     /// Runs `work` and adds its time to the store's.
     pub(super) async fn store<T>(&mut self, work: impl Future<Output = T>) -> T {
         let started = Instant::now();
@@ -69,7 +71,7 @@ pub(super) struct Line<'a> {
     pub(super) uri: &'a Uri,
     pub(super) response: &'a Response<ProxyBody>,
     pub(super) connection: &'a Connection,
-    pub(super) trace: &'a Trace,
+    pub(super) trace: &'a Trace<'a>,
     pub(super) started: Instant,
 }
 
@@ -123,7 +125,8 @@ impl Line<'_> {
         }
         out.push_str(" store_ms=");
         millis(out, self.trace.store);
-        out.push_str(" route=-");
+        out.push_str(" route=");
+        out.push_str(self.trace.route.unwrap_or("-"));
         if let Some(session) = &self.trace.session {
             let _ = write!(out, " session={session}");
         }
@@ -151,7 +154,8 @@ impl Line<'_> {
         }
         out.push_str(",\"store_ms\":");
         millis(out, self.trace.store);
-        out.push_str(",\"route\":\"-\"");
+        out.push_str(",\"route\":");
+        json_string(out, self.trace.route.unwrap_or("-"));
         if let Some(session) = &self.trace.session {
             out.push_str(",\"session\":");
             json_string(out, session);

@@ -473,7 +473,7 @@ async fn the_access_log_has_one_text_line_per_request() {
         "method=GET",
         "path=/hello/world",
         "status=200",
-        "route=-",
+        "route=default",
         "client=127.0.0.1",
         &format!("session={public_id}"),
     ] {
@@ -508,7 +508,10 @@ async fn the_access_log_is_json_under_log_format_json() {
     assert_eq!(fields["path"], "/json");
     assert_eq!(fields["status"], 200);
     assert_eq!(fields["bytes"], bytes, "{line}");
-    assert_eq!(fields["route"], "-");
+    assert_eq!(
+        fields["route"], "default",
+        "no routes: the top-level upstream"
+    );
     assert_eq!(fields["client"], "127.0.0.1");
     assert_eq!(fields["session"], answer.session_id().as_str());
     for timing in ["duration_ms", "upstream_ms", "store_ms"] {
