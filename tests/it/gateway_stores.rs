@@ -180,7 +180,7 @@ async fn dynamodb_sessions_through_the_gateway() {
         .expect("SESSIONGATE_TEST_DYNAMODB_ENDPOINT: run scripts/test.sh, which starts moto");
     let upstream = Upstream::start().await;
     let store = format!(
-        "store:\n  type: dynamodb\n  table: {}\n  hash_key: pk\n  sort_key: sk\n  create_table: true\n  aws:\n    endpoint: {endpoint}\n    region: eu-central-1\n    access_key_id: test\n    secret_access_key: test\n",
+        "store:\n  type: dynamodb\n  table: {}\n  hash_key: pk\n  sort_key: sk\n  create_table: true\n  timeout: 10s\n  aws:\n    endpoint: {endpoint}\n    region: eu-central-1\n    access_key_id: test\n    secret_access_key: test\n",
         unique("sgbb-")
     );
     let first = Gateway::start(&upstream, &store).await;

@@ -43,7 +43,7 @@ fn mysql_store() -> String {
 
 fn dynamodb_store() -> String {
     format!(
-        "store:\n  type: dynamodb\n  table: {}\n  create_table: true\n  aws:\n    endpoint: {}\n    region: eu-central-1\n    access_key_id: test\n    secret_access_key: test\n",
+        "store:\n  type: dynamodb\n  table: {}\n  create_table: true\n  timeout: 10s\n  aws:\n    endpoint: {}\n    region: eu-central-1\n    access_key_id: test\n    secret_access_key: test\n",
         unique_table(),
         endpoint()
     )

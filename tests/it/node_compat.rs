@@ -267,7 +267,7 @@ async fn iron_session_both_directions() {
 
 fn dynamodb_store(table: &str, layout: &str) -> String {
     format!(
-        "store:\n  type: dynamodb\n  table: {table}\n  layout: {layout}\n  create_table: true\n  aws:\n    region: eu-central-1\n    endpoint: {}\n    access_key_id: testing\n    secret_access_key: testing\n",
+        "store:\n  type: dynamodb\n  table: {table}\n  layout: {layout}\n  create_table: true\n  timeout: 10s\n  aws:\n    region: eu-central-1\n    endpoint: {}\n    access_key_id: testing\n    secret_access_key: testing\n",
         dynamodb_support::endpoint()
     )
 }

@@ -232,7 +232,11 @@ fn blob(data: serde_json::Value) -> String {
 #[tokio::test]
 async fn the_table_has_the_express_mysql_session_columns() {
     let table = ScratchTable::new();
-    let _store = open(&table.config(), false).await;
+    // Without session.identity_key: exactly express-mysql-session's table.
+    let config = table.config();
+    let _store = MysqlStore::connect(&config, &StoreSettings::new(config.timeout.get(), false))
+        .await
+        .expect("MySQL store");
     // MySQL 8 writes `int unsigned` where MariaDB writes `int(10) unsigned`.
     let columns: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(CONCAT_WS(' ', COLUMN_NAME, REPLACE(COLUMN_TYPE, 'int(10)', 'int'), \

@@ -38,6 +38,13 @@ impl Statements {
     pub fn new(table: &str, indexed: bool) -> Self {
         let t = format!("`{table}`");
         // Every write binds the identity last when indexed.
+        // express-mysql-session's table, plus the index's column only when
+        // the index is on.
+        let (identity_column, identity_key) = if indexed {
+            (format!("{IDENTITY_COLUMN}, "), format!(", {IDENTITY_KEY}"))
+        } else {
+            (String::new(), String::new())
+        };
         let (column, value, set) = if indexed {
             (", `identity`", ", ?", ", `identity` = ?")
         } else {
@@ -50,10 +57,10 @@ impl Statements {
                  `session_id` VARCHAR(128) COLLATE utf8mb4_bin NOT NULL, \
                  `expires` INT UNSIGNED NOT NULL, \
                  `data` MEDIUMTEXT COLLATE utf8mb4_bin, \
-                 {IDENTITY_COLUMN}, \
+                 {identity_column}\
                  PRIMARY KEY (`session_id`), \
-                 KEY `expires` (`expires`), \
-                 {IDENTITY_KEY}\
+                 KEY `expires` (`expires`)\
+                 {identity_key}\
                  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
             )
             .into(),
