@@ -15,6 +15,7 @@ TARGETS = [
     ("sessiongate-cookie", "sessiongate, cookie store"),
     ("sessiongate-cookie-routes", "sessiongate, cookie store, 20 routes"),
     ("sessiongate-cookie-assertion", "sessiongate, cookie store, signed assertion"),
+    ("sessiongate-cookie-noaccess", "sessiongate, cookie store, `log.access: false` (the access log's cost: compare with the row above)"),
     ("sessiongate-redis", "sessiongate, Redis store"),
     ("sessiongate-redis-express", "sessiongate, Redis store, `compat: express-session`"),
 ]

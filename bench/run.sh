@@ -11,7 +11,8 @@
 #   upstream alone | nginx proxy_pass | express-session | sessiongate cookie |
 #   sessiongate cookie behind 20 routes | sessiongate cookie with the signed
 #   session assertion | sessiongate redis | sessiongate redis in
-#   session.compat: express-session mode
+#   session.compat: express-session mode | sessiongate cookie without the
+#   access log (log.access: false)
 # and then counts user-space instructions per request (valgrind's callgrind)
 # for nginx and sessiongate on the read workload (bench/instructions.sh).
 # under three workloads: read (64 conns, established session), write (64 conns,
@@ -286,8 +287,9 @@ stop_pid "$pid"
 
 # 4. sessiongate: cookie store, cookie store behind 20 routes, cookie store
 #    with the signed session assertion, Redis store, Redis store speaking
-#    express-session's formats
-for store in cookie cookie-routes cookie-assertion redis redis-express; do
+#    express-session's formats (all with the default access log, written to
+#    a file), and the cookie store without the access log (its cost)
+for store in cookie cookie-routes cookie-assertion redis redis-express cookie-noaccess; do
     log "sessiongate ($store store)"
     GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
         REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:" \

@@ -1,5 +1,8 @@
 //! Start-up: everything is checked before anything listens, then the public
-//! and admin listeners run until SIGTERM/SIGINT and a bounded drain.
+//! and admin listeners run until SIGTERM/SIGINT and a bounded drain;
+//! `SIGHUP` reloads the configuration ([`reload`]).
+
+pub mod reload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,12 +13,24 @@ use crate::admin::{self, Admin};
 use crate::config::{Config, Secrets};
 use crate::error::Error;
 use crate::gateway::Gateway;
-use crate::server;
+use crate::server::{self, Live};
 
-/// Runs the gateway until `stop` completes and requests in flight drain.
+/// Where a reload reads from, and the SHA-256 of the file the running
+/// configuration came from.
+#[derive(Debug)]
+pub struct Reload {
+    /// The configuration file.
+    pub source: reload::Source,
+    /// Its SHA-256 at start.
+    pub hash: String,
+}
+
+/// Runs the gateway until `stop` completes and requests in flight drain;
+/// with `reload`, `SIGHUP` reloads the configuration.
 pub async fn run(
     config: Config,
     secrets: Secrets,
+    reload: Option<Reload>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let metrics = match admin::metrics::install() {
@@ -37,17 +52,11 @@ pub async fn run(
         codec,
     )
     .await?;
-    let store = sessions.server().cloned();
+    // The token is read once: `admin` needs a restart (the API reaches the
+    // store and identity index of the gateway in force).
     let admin_token = config.admin_token(&|name| std::env::var(name).ok())?;
-    let sessions_api = admin_token.map(|token| {
-        admin::sessions::SessionsApi::new(
-            &token,
-            store.clone(),
-            config.session.identity_key.is_some(),
-        )
-    });
-    let gateway = Arc::new(Gateway::new(&config, &secrets, sessions)?);
-    let jwks = crate::session::assertion::jwks(&crate::session::keys::Keyring::new(&secrets))?;
+    let sessions_api = admin_token.map(|token| admin::sessions::SessionsApi::new(&token));
+    let live = Arc::new(Live::new(Gateway::new(&config, &secrets, sessions)?, tls));
 
     let public = bind("listen", config.listen).await?;
     let admin_listener = bind("admin.listen", config.admin.listen).await?;
@@ -56,21 +65,29 @@ pub async fn run(
         admin = %config.admin.listen,
         upstream = %config.upstream.url,
         store = config.store.kind(),
-        tls = tls.is_some(),
+        tls = config.tls.is_some(),
         "sessiongate is serving"
     );
+    // Before anything answers: SIGHUP is taken over from its default
+    // action (ending the process) before a probe can see the gateway up.
+    let reloader = reload
+        .map(|Reload { source, hash }| reload::Reloader::new(source, live.clone(), &config, hash));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         Arc::new(Admin {
-            store,
+            live: live.clone(),
             metrics,
             sessions: sessions_api,
-            jwks: jwks.into(),
         }),
         config.limits.header_read_timeout.get(),
     ));
-    server::serve(public, tls, gateway, &config.limits, stop).await;
+    let reload_task = reloader.map(|reloader| tokio::spawn(reloader.run()));
+    server::serve(public, live, &config.limits, stop).await;
     admin_task.abort();
+    if let Some(task) = reload_task {
+        task.abort();
+    }
+    crate::gateway::flush_access_log();
     tracing::info!("stopped");
     Ok(())
 }

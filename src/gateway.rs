@@ -13,9 +13,13 @@
 //! 4. **apply the backend's instructions** to the store, before the head
 //!    goes to the client;
 //! 5. **set the cookie**;
-//! 6. **log and count**.
+//! 6. **log and count**: one access line per request ([`access`]).
 //!
 //! Every failure is one [`Error`] whose [`Error::status`] is the answer.
+
+mod access;
+
+pub use self::access::flush as flush_access_log;
 
 use std::time::Instant;
 
@@ -26,7 +30,7 @@ use hyper::upgrade::OnUpgrade;
 use ipnet::IpNet;
 
 use crate::config::RouteSession;
-use crate::config::{Config, Secrets};
+use crate::config::{Config, LogFormat, Secrets};
 use crate::error::{Error, Result};
 use crate::proxy::pool::PooledBody;
 use crate::proxy::{Client, Connection, ProxyBody, forward, headers, text_body, upgrade};
@@ -35,6 +39,8 @@ use crate::session::assertion::Assertion;
 use crate::session::keys::Keyring;
 use crate::session::{Engine, Session};
 use crate::store::Sessions;
+
+use self::access::Trace;
 
 /// The gateway: the session engine in front of the upstream.
 #[derive(Debug)]
@@ -45,6 +51,14 @@ pub struct Gateway {
     metrics: RequestMetrics,
     /// `assertion`: the signed session assertion; off without the section.
     assertion: Option<Assertion>,
+    /// `log.access`: in which format, or `None` when off.
+    access_log: Option<LogFormat>,
+    /// `/.well-known/jwks.json` on the admin listener: the public keys of
+    /// these secrets, so that a reload that rotates them publishes at once.
+    jwks: bytes::Bytes,
+    /// `session.identity_key` is set: server stores index sessions by it
+    /// (the admin session API needs that).
+    identity_indexed: bool,
 }
 
 /// A client's protocol upgrade, waiting for the backend's `101`.
@@ -74,6 +88,9 @@ impl Gateway {
                     Assertion::new(assertion, identity_key, &Keyring::new(secrets))
                 })
                 .transpose()?,
+            access_log: config.log.access.then_some(config.log.format),
+            jwks: crate::session::assertion::jwks(&Keyring::new(secrets))?.into(),
+            identity_indexed: config.session.identity_key.is_some(),
         })
     }
 
@@ -82,45 +99,75 @@ impl Gateway {
         self.engine.sessions()
     }
 
+    /// The JWKS document of this gateway's secrets.
+    pub fn jwks(&self) -> &bytes::Bytes {
+        &self.jwks
+    }
+
+    /// Sessions are indexed by `session.identity_key`.
+    pub fn identity_indexed(&self) -> bool {
+        self.identity_indexed
+    }
+
     /// Answers one client request. Never fails: errors become responses.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         connection: &Connection,
     ) -> Response<ProxyBody> {
-        // Kept for the error log; cloning a parsed URI shares its bytes.
+        let started = Instant::now();
+        // Kept for the logs; cloning a parsed URI shares its bytes.
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let response = match self.forward(request, connection).await {
+        let mut trace = Trace::default();
+        let response = match self.forward(request, connection, &mut trace).await {
             Ok(response) => response,
             Err(error) => error_response(&method, uri.path(), &error),
         };
         self.metrics.count(response.status());
+        if let Some(format) = self.access_log {
+            let line = access::Line {
+                method: &method,
+                uri: &uri,
+                response: &response,
+                connection,
+                trace: &trace,
+                started,
+            };
+            access::log(format, &line);
+        }
         response
     }
 
     /// Phases 0 to 5.
-    async fn forward(
-        &self,
+    async fn forward<'g>(
+        &'g self,
         mut request: Request<Incoming>,
         connection: &Connection,
+        trace: &mut Trace<'g>,
     ) -> Result<Response<ProxyBody>> {
         let route = self.routes.select(&request)?;
+        trace.route = Some(route.label());
         if !self.routes.allows_origin(route, &request) {
             return Ok(cross_origin_refusal());
         }
         let client = Client::of(&request, connection, &self.trusted_proxies);
         let session = match route.session {
             RouteSession::Off => None,
-            RouteSession::Optional => Some(self.engine.resolve(request.headers()).await?),
+            RouteSession::Optional => {
+                Some(trace.store(self.engine.resolve(request.headers())).await?)
+            }
             RouteSession::Required => {
-                let session = self.engine.resolve(request.headers()).await?;
+                let session = trace.store(self.engine.resolve(request.headers())).await?;
                 if !self.engine.has_identity(&session) {
                     return Ok(route.login_required(&request));
                 }
                 Some(session)
             }
         };
+        if self.access_log.is_some() {
+            trace.session = session.as_ref().map(|s| s.public_id().to_owned());
+        }
         let pending = take_upgrade(&mut request);
         let outgoing = self.upstream_request(
             request,
@@ -130,8 +177,9 @@ impl Gateway {
             session.as_ref(),
             pending.is_some(),
         )?;
-        let response = self.send(route, outgoing).await?;
-        self.respond(response, pending, session, client).await
+        let response = self.send(route, outgoing, trace).await?;
+        self.respond(response, pending, session, client, trace)
+            .await
     }
 
     /// Phase 2: the request as the backend sees it.
@@ -160,12 +208,13 @@ impl Gateway {
         &self,
         route: &Route,
         outgoing: Request<ProxyBody>,
+        trace: &mut Trace<'_>,
     ) -> Result<Response<PooledBody>> {
         let started = Instant::now();
         let response = route.upstream.send(outgoing).await?;
-        self.metrics
-            .upstream_duration
-            .record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        self.metrics.upstream_duration.record(elapsed.as_secs_f64());
+        trace.upstream = Some(elapsed);
         Ok(response)
     }
 
@@ -177,6 +226,7 @@ impl Gateway {
         pending: Option<PendingUpgrade>,
         session: Option<Session>,
         client: Client,
+        trace: &mut Trace<'_>,
     ) -> Result<Response<ProxyBody>> {
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upgraded = match pending {
@@ -190,8 +240,11 @@ impl Gateway {
         headers::remove_hop_by_hop(&mut parts.headers, upgraded);
         match session {
             Some(session) => {
-                self.engine
-                    .commit(session, &mut parts.headers, client.https)
+                trace
+                    .store(
+                        self.engine
+                            .commit(session, &mut parts.headers, client.https),
+                    )
                     .await?
             }
             None => self.engine.discard_instructions(&mut parts.headers),

@@ -84,8 +84,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Reads the configuration and its secrets. Logging starts in between, so
+/// that a warning about a secret file reaches the log.
 fn load(path: &Path) -> Result<(Config, Secrets), Error> {
     let config = Config::load(path)?;
+    init_logging(&config.log);
     let secrets = config.secrets(&env)?;
     Ok((config, secrets))
 }
@@ -107,12 +110,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 fn run(path: &Path) -> Result<(), Error> {
-    let (config, secrets) = load(path)?;
+    let source = sessiongate::app::reload::Source::new(path);
+    let (config, hash) = source.read()?;
     init_logging(&config.log);
+    let secrets = config.secrets(&env)?;
     install_crypto_provider();
     runtime()?.block_on(sessiongate::app::run(
         config,
         secrets,
+        Some(sessiongate::app::Reload { source, hash }),
         sessiongate::server::shutdown::signal(),
     ))
 }
@@ -177,7 +183,7 @@ fn demo(listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), Error> {
         tokio::spawn(sessiongate::demo::serve(backend));
         eprintln!("sessiongate demo: open http://{listen}/ (echo backend on {backend_addr}; admin on {admin_listen})");
         eprintln!("sessiongate demo: try  curl -c jar -b jar 'http://{listen}/login?update=%7B%22user%22%3A%22ada%22%7D'");
-        sessiongate::app::run(config, secrets, sessiongate::server::shutdown::signal()).await
+        sessiongate::app::run(config, secrets, None, sessiongate::server::shutdown::signal()).await
     })
 }
 
@@ -222,7 +228,9 @@ fn init_logging(config: &LogConfig) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

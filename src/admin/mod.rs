@@ -25,27 +25,26 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::proxy::{ProxyBody, text_body};
-use crate::store::SessionStore;
+use crate::server::Live;
 
 /// What the admin endpoints report on.
 pub struct Admin {
-    /// Pinged by `/readyz`; `None` for the cookie store, which has nothing
-    /// to reach.
-    pub store: Option<Arc<dyn SessionStore>>,
+    /// The gateway in force: `/readyz` pings its store (the cookie store
+    /// has nothing to reach), so a reload that changes the store changes
+    /// what readiness checks.
+    pub live: Arc<Live>,
     /// Rendered by `/metrics`; `None` when metrics are off.
     pub metrics: Option<PrometheusHandle>,
-    /// `/sessions`; `None` without an admin token (404).
+    /// `/sessions`, over the store of the gateway in force; `None`
+    /// without an admin token (404).
     pub sessions: Option<sessions::SessionsApi>,
-    /// `/.well-known/jwks.json`: the public keys that verify session
-    /// assertions (see [`crate::session::assertion::jwks`]).
-    pub jwks: bytes::Bytes,
 }
 
-/// Stores are not `Debug`: shows which one, and whether metrics are on.
+/// Shows which store readiness checks, and whether metrics are on.
 impl fmt::Debug for Admin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admin")
-            .field("store", &self.store.as_ref().map(|store| store.kind()))
+            .field("store", self.live.gateway().sessions())
             .field("metrics", &self.metrics.is_some())
             .field("sessions", &self.sessions.is_some())
             .finish()
@@ -68,7 +67,12 @@ impl Admin {
     async fn answer(&self, request: &Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         if request.uri().path() == "/sessions" {
             return match &self.sessions {
-                Some(api) => api.answer(request, peer).await,
+                Some(api) => {
+                    let gateway = self.live.gateway();
+                    let store = gateway.sessions().server();
+                    api.answer(request, peer, store, gateway.identity_indexed())
+                        .await
+                }
                 None => respond(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
             };
         }
@@ -85,14 +89,21 @@ impl Admin {
                 None => respond(StatusCode::NOT_FOUND, "metrics are off\n", "text/plain"),
             },
             "/.well-known/jwks.json" => {
-                respond(StatusCode::OK, self.jwks.clone(), "application/json")
+                // The keys of the secrets in force: a reload that rotates
+                // the secret publishes the new key at once.
+                respond(
+                    StatusCode::OK,
+                    self.live.gateway().jwks().clone(),
+                    "application/json",
+                )
             }
             _ => respond(StatusCode::NOT_FOUND, "not found\n", "text/plain"),
         }
     }
 
     async fn readiness(&self) -> Response<ProxyBody> {
-        let Some(store) = &self.store else {
+        let gateway = self.live.gateway();
+        let Some(store) = gateway.sessions().server() else {
             return respond(StatusCode::OK, "ready: cookie store\n", "text/plain");
         };
         match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {

@@ -24,33 +24,32 @@ pub struct SessionsApi {
     /// SHA-256 of the token: compared in constant time whatever the
     /// length of what a client sends.
     token_digest: [u8; 32],
-    /// `None` for the cookie store: there is nothing on a server to count.
-    store: Option<Arc<dyn SessionStore>>,
-    /// `session.identity_key` is set: sessions are indexed.
-    indexed: bool,
 }
 
 impl std::fmt::Debug for SessionsApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionsApi")
-            .field("store", &self.store.as_ref().map(|store| store.kind()))
-            .field("indexed", &self.indexed)
-            .finish_non_exhaustive()
+        f.debug_struct("SessionsApi").finish_non_exhaustive()
     }
 }
 
 impl SessionsApi {
-    /// The API guarded by `token`, over `store` (`None`: the cookie store).
-    pub fn new(token: &str, store: Option<Arc<dyn SessionStore>>, indexed: bool) -> Self {
+    /// The API guarded by `token`.
+    pub fn new(token: &str) -> Self {
         Self {
             token_digest: Sha256::digest(token.as_bytes()).into(),
-            store,
-            indexed,
         }
     }
 
-    /// Answers a request for `/sessions` from `peer`.
-    pub async fn answer<B>(&self, request: &Request<B>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// Answers a request for `/sessions` from `peer`, over `store` (the
+    /// gateway in force's; `None`: the cookie store), whose sessions are
+    /// `indexed` by identity when `session.identity_key` is set.
+    pub async fn answer<B>(
+        &self,
+        request: &Request<B>,
+        peer: SocketAddr,
+        store: Option<&Arc<dyn SessionStore>>,
+        indexed: bool,
+    ) -> Response<ProxyBody> {
         if !self.authorized(request) {
             tracing::warn!(client = %peer, method = %request.method(), "admin session API: missing or wrong token");
             let mut response = respond(StatusCode::UNAUTHORIZED, "unauthorized\n", "text/plain");
@@ -70,14 +69,14 @@ impl SessionsApi {
                 );
             }
         };
-        let Some(store) = &self.store else {
+        let Some(store) = store else {
             return respond(
                 StatusCode::NOT_IMPLEMENTED,
                 "the cookie store keeps each session in its cookie: there is nothing on a server to count or delete\n",
                 "text/plain",
             );
         };
-        if !self.indexed {
+        if !indexed {
             return respond(
                 StatusCode::NOT_IMPLEMENTED,
                 "session.identity_key is not set: sessions are not indexed by identity\n",
@@ -214,7 +213,7 @@ mod tests {
 
     #[test]
     fn only_the_right_bearer_token_is_authorized() {
-        let api = SessionsApi::new("the-admin-token-0123", None, true);
+        let api = SessionsApi::new("the-admin-token-0123");
         let with = |value: &str| {
             Request::get("/sessions")
                 .header(AUTHORIZATION, value)

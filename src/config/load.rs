@@ -40,10 +40,18 @@ impl Config {
     /// Reads and checks the file at `path`, substituting from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        Self::parse(&Self::read_text(path)?, &|name| std::env::var(name).ok())
+    }
+
+    /// The configuration file's text, for [`Config::parse`].
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (the message names it).
+    pub fn read_text(path: &Path) -> Result<String, Error> {
+        std::fs::read_to_string(path).map_err(|e| {
             Error::config_message(format!("cannot read configuration {}: {e}", path.display()))
-        })?;
-        Self::parse(&text, &|name| std::env::var(name).ok())
+        })
     }
 
     /// Parses and checks configuration text; `env` looks up variables.
@@ -80,49 +88,15 @@ impl Config {
         Ok(config)
     }
 
-    /// The secrets in force: `SESSION_SECRET` wins over `session.secret`, and
-    /// `SESSION_PREVIOUS_SECRETS` (comma-separated) over
-    /// `session.previous_secrets`.
+    /// The secrets in force, from the environment, secret files or the
+    /// configuration, the first that is set winning (see
+    /// [`secret_file`](super::secret_file)).
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the variable or key and the file.
     pub fn secrets(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Secrets, Error> {
-        let current = env("SESSION_SECRET")
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.session.secret.clone().filter(|s| !s.is_empty()))
-            .ok_or_else(|| {
-                Error::config_message(format!(
-                    "no session secret: set SESSION_SECRET (or session.secret) to at least {MIN_SECRET_LEN} random characters, e.g. from `sessiongate keygen`"
-                ))
-            })?;
-        check_secret_length("SESSION_SECRET", &current)?;
-        let previous: Vec<String> =
-            match env("SESSION_PREVIOUS_SECRETS").filter(|s| !s.trim().is_empty()) {
-                Some(list) => list
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                None => self
-                    .session
-                    .previous_secrets
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .cloned()
-                    .collect(),
-            };
-        for secret in &previous {
-            // express-session takes secrets of any length, so an app moving
-            // behind the gateway may have signed its cookies with a short
-            // one: it may still verify, never sign.
-            if self.session.compat == super::Compat::ExpressSession
-                && secret.chars().count() < MIN_SECRET_LEN
-            {
-                tracing::warn!(
-                    "session.previous_secrets: a previous secret is shorter than {MIN_SECRET_LEN} characters; accepted only because session.compat is express-session (it only verifies old cookies): retire it once they have expired"
-                );
-                continue;
-            }
-            check_secret_length("SESSION_PREVIOUS_SECRETS", secret)?;
-        }
-        Ok(Secrets { current, previous })
+        super::secret_file::resolve(&self.session, env)
     }
 
     fn validate(&self) -> Result<(), Error> {
@@ -251,16 +225,6 @@ pub(super) fn check_upstream_url(key: &str, url: &str) -> Result<(), Error> {
             key,
             "must not contain credentials (user:password@): authenticate the upstream another way",
         ));
-    }
-    Ok(())
-}
-
-fn check_secret_length(variable: &str, secret: &str) -> Result<(), Error> {
-    if secret.chars().count() < MIN_SECRET_LEN {
-        return Err(Error::config_message(format!(
-            "{variable}: a secret must be at least {MIN_SECRET_LEN} characters long (got {})",
-            secret.chars().count()
-        )));
     }
     Ok(())
 }

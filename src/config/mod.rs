@@ -13,6 +13,7 @@ mod duration;
 mod env;
 mod load;
 mod routes;
+mod secret_file;
 pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -91,7 +92,7 @@ impl Default for Config {
 }
 
 /// `tls`: the public listener's certificate and key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -162,8 +163,13 @@ impl Default for UpstreamConfig {
 pub struct SessionConfig {
     /// The current secret (`SESSION_SECRET` wins).
     pub secret: Option<String>,
+    /// A file holding the current secret (`SESSION_SECRET` and
+    /// `SESSION_SECRET_FILE` win; it wins over `secret`).
+    pub secret_file: Option<String>,
     /// Older secrets whose cookies still open (rotation).
     pub previous_secrets: Vec<String>,
+    /// A file of older secrets, one a line (wins over `previous_secrets`).
+    pub previous_secrets_file: Option<String>,
     /// Idle lifetime.
     pub ttl: ConfigDuration,
     /// Hard limit from creation, whatever the activity.
@@ -195,7 +201,9 @@ impl std::fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionConfig")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
             .field("previous_secrets", &self.previous_secrets.len())
+            .field("previous_secrets_file", &self.previous_secrets_file)
             .field("ttl", &self.ttl)
             .field("absolute_ttl", &self.absolute_ttl)
             .field("touch_interval", &self.touch_interval)
@@ -218,7 +226,9 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             secret: None,
+            secret_file: None,
             previous_secrets: Vec::new(),
+            previous_secrets_file: None,
             ttl: ConfigDuration::secs(24 * 3600),
             absolute_ttl: None,
             touch_interval: ConfigDuration::secs(30),
@@ -332,7 +342,7 @@ pub struct HeadersConfig {
 }
 
 /// `limits`: bounds on what clients may hold or send.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest request head accepted (431 past it).
@@ -365,13 +375,15 @@ impl Default for LimitsConfig {
 }
 
 /// Logging: not in the contract's example, an addition for operators.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// Text or JSON lines.
     pub format: LogFormat,
     /// A tracing filter such as `info` or `sessiongate=debug`; `RUST_LOG` wins.
     pub level: String,
+    /// One line per request, target `sessiongate::access`.
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -379,6 +391,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".into(),
+            access: true,
         }
     }
 }

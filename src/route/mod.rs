@@ -43,6 +43,8 @@ pub struct Route {
     login_url: Option<String>,
     csrf: bool,
     metrics: RouteMetrics,
+    /// Its name in metrics and the access log (`default`: no route matched).
+    label: String,
 }
 
 impl Routes {
@@ -73,6 +75,7 @@ impl Routes {
             login_url: None,
             csrf: config.csrf.enabled,
             metrics: RouteMetrics::new("default"),
+            label: "default".to_owned(),
         };
         let routes = config
             .routes
@@ -86,6 +89,7 @@ impl Routes {
                     login_url: route.login_url.clone(),
                     csrf: route.csrf.unwrap_or(config.csrf.enabled),
                     metrics: RouteMetrics::new(&route.label()),
+                    label: route.label(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -143,6 +147,12 @@ impl Routes {
 }
 
 impl Route {
+    /// Its name in metrics and the access log: the route's `name`, or its
+    /// host and prefix; `default` when no route matched.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     fn matches(&self, host: Option<&str>, path: &str) -> bool {
         let host_matches = match (&self.host, host) {
             (None, _) => true,

@@ -14,10 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::Live;
 use super::drain::Watcher;
 use super::idle::{Activity, Close, Watched};
 use crate::config::LimitsConfig;
-use crate::gateway::Gateway;
 use crate::proxy::Connection;
 use crate::proxy::pool::IdleLimits;
 
@@ -73,7 +73,7 @@ impl Protocols {
         &self,
         watcher: Watcher,
         io: I,
-        gateway: Arc<Gateway>,
+        live: Arc<Live>,
         connection: Connection,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -84,7 +84,7 @@ impl Protocols {
             .http1
             .serve_connection(
                 TokioIo::new(io),
-                service(gateway, connection, Arc::clone(&activity)),
+                service(live, connection, Arc::clone(&activity)),
             )
             .with_upgrades();
         let shutdown =
@@ -100,7 +100,7 @@ impl Protocols {
         &self,
         watcher: Watcher,
         io: I,
-        gateway: Arc<Gateway>,
+        live: Arc<Live>,
         connection: Connection,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -109,7 +109,7 @@ impl Protocols {
         let activity = Activity::new(self.idle_timeout);
         let served = self.http2.serve_connection(
             TokioIo::new(io),
-            service(gateway, connection, Arc::clone(&activity)),
+            service(live, connection, Arc::clone(&activity)),
         );
         let shutdown = |served: Pin<&mut _>| http2::Connection::graceful_shutdown(served);
         if let Err(error) = drive(served, shutdown, watcher, &activity, true, peer).await {
@@ -176,10 +176,11 @@ fn stalled(peer: SocketAddr, upstream: bool) {
     tracing::info!(%peer, "closing a connection whose response made no progress: {who}");
 }
 
-/// Each request on the connection goes through the gateway; its response
-/// body reports its progress to `activity`.
+/// Each request on the connection goes through the gateway in force when
+/// it starts (see [`Live`]); its response body reports its progress to
+/// `activity`.
 fn service(
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     connection: Connection,
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
@@ -189,7 +190,7 @@ fn service(
     Future = impl Future<Output = Result<http::Response<Watched>, std::convert::Infallible>> + Send,
 > + Clone {
     service_fn(move |request| {
-        let gateway = gateway.clone();
+        let gateway = live.gateway();
         let connection = connection.clone();
         let exchange = activity.begin();
         async move {

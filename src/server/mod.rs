@@ -9,6 +9,7 @@
 mod connection;
 mod drain;
 mod idle;
+mod live;
 pub mod shutdown;
 pub mod tls;
 
@@ -18,22 +19,22 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 
 use self::connection::Protocols;
 use self::drain::Drain;
+pub use self::live::Live;
 use crate::config::LimitsConfig;
-use crate::gateway::Gateway;
 use crate::proxy::Connection;
 use crate::proxy::pool::IdleLimits;
 use crate::proxy::upgrade::Socket;
 
 /// Serves `listener` until `stop` completes, then waits up to
-/// `limits.drain_timeout` for requests in flight.
+/// `limits.drain_timeout` for requests in flight. Each request goes to the
+/// gateway `live` holds when it starts; each TLS handshake uses its
+/// acceptor. `limits` are the listener's, fixed at start.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     limits: &LimitsConfig,
     stop: impl Future<Output = ()>,
 ) {
@@ -72,16 +73,16 @@ pub async fn serve(
         // The permit lives as long as the socket: a WebSocket tunnel's
         // life included.
         let socket = Socket::new(stream, permit);
-        let gateway = gateway.clone();
+        let live = live.clone();
         let protocols = protocols.clone();
         let watcher = drain.watcher();
         // Two tasks, not one with a branch: a task is as large as its
         // largest state, and a plain connection need not carry TLS's.
-        let Some(acceptor) = tls.clone() else {
+        let Some(acceptor) = live.tls() else {
             let connection = Connection::new(peer, false);
             tokio::spawn(idle_limits.scope(async move {
                 protocols
-                    .serve_http1(watcher, socket, gateway, connection)
+                    .serve_http1(watcher, socket, live, connection)
                     .await;
             }));
             continue;
@@ -103,10 +104,10 @@ pub async fn serve(
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 // Boxed: an HTTP/2 connection's state is large, and most
                 // connections are HTTP/1.1.
-                Box::pin(protocols.serve_http2(watcher, stream, gateway, connection)).await;
+                Box::pin(protocols.serve_http2(watcher, stream, live, connection)).await;
             } else {
                 protocols
-                    .serve_http1(watcher, stream, gateway, connection)
+                    .serve_http1(watcher, stream, live, connection)
                     .await;
             }
         }));

@@ -8,6 +8,8 @@
 //!    store, and set or clear the cookie, all before the response head goes
 //!    to the client.
 
+use std::sync::OnceLock;
+
 use http::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -35,13 +37,16 @@ pub struct Session {
     /// No stored session matched the cookie: this one starts now.
     is_new: bool,
     incoming: IncomingCookie,
+    /// The public id, hashed once: the upstream header and the access log
+    /// both need it.
+    public_id: OnceLock<String>,
 }
 
 impl Session {
     /// A stable, loggable identifier: a one-way hash of the id, so knowing
     /// it is not enough to use the session.
-    pub fn public_id(&self) -> String {
-        session_label(&self.id)
+    pub fn public_id(&self) -> &str {
+        self.public_id.get_or_init(|| session_label(&self.id))
     }
 
     /// The session as loaded (or started).
@@ -130,12 +135,14 @@ impl Engine {
                 record,
                 is_new: false,
                 incoming,
+                public_id: OnceLock::new(),
             },
             None => Session {
                 id: self.codec.new_id()?,
                 record: SessionRecord::new(now, &self.lifetime),
                 is_new: true,
                 incoming,
+                public_id: OnceLock::new(),
             },
         })
     }
@@ -186,10 +193,9 @@ impl Engine {
         self.headers.strip_forged(request);
         cookies::strip(request, &self.cookie.name);
         match session {
-            Some(session) => {
-                self.headers
-                    .write(request, &session.public_id(), &session.record.data)
-            }
+            Some(session) => self
+                .headers
+                .write(request, session.public_id(), &session.record.data),
             None => Ok(()),
         }
     }

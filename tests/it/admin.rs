@@ -59,12 +59,12 @@ async fn health_readiness_and_metrics_answer_on_the_admin_port_only() {
 async fn healthcheck_subcommand_probes_the_admin_port() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&upstream, "").await;
-    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+    let ok = std::process::Command::new(crate::support::binary())
         .args(["healthcheck", "--url", &gateway.admin_url("/healthz")])
         .output()
         .unwrap();
     assert!(ok.status.success(), "{ok:?}");
-    let dead = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+    let dead = std::process::Command::new(crate::support::binary())
         .args([
             "healthcheck",
             "--url",

@@ -6,7 +6,7 @@ use crate::support;
 
 fn sessiongate(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+    let mut command = Command::new(crate::support::binary());
     command
         .args(args)
         .env_remove("SESSION_SECRET")
@@ -94,7 +94,7 @@ fn config_comes_from_the_config_variable_when_no_flag_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("custom.yaml");
     std::fs::write(&path, "session:\n  bogus: 1\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+    let output = Command::new(crate::support::binary())
         .arg("check")
         .env("CONFIG", &path)
         .env("SESSION_SECRET", support::SECRET)

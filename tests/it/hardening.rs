@@ -252,7 +252,7 @@ async fn credentials_in_upstream_url_are_refused_at_start() {
         "upstream:\n  url: http://admin:hunter2@127.0.0.1:3000\n",
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+    let output = std::process::Command::new(crate::support::binary())
         .args(["check", "--config"])
         .arg(&config)
         .env("SESSION_SECRET", support::SECRET)

@@ -48,7 +48,7 @@ fn strings(value: &Value) -> Vec<&str> {
 /// Runs `sessiongate check --config FILE` with only `env` (and a valid
 /// secret) in the environment, as a container would, and asserts it passes.
 fn assert_check_passes(config: &Path, env: &[(String, String)]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+    let output = Command::new(crate::support::binary())
         .arg("check")
         .arg("--config")
         .arg(config)

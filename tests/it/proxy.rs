@@ -116,7 +116,7 @@ async fn a_client_that_never_sends_its_head_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
-fn tls_client(
+pub(crate) fn tls_client(
     ca: &std::path::Path,
 ) -> hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,

@@ -12,7 +12,7 @@ use crate::error::Error;
 pub const RESERVED_ATTRIBUTES: [&str; 3] = ["data", "version", "expires_ms"];
 
 /// `store: {type: dynamodb}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DynamoConfig {
     /// The table name.
@@ -53,7 +53,7 @@ pub enum DynamoLayout {
 
 /// Where and as whom to reach DynamoDB. Empty strings (an unset `${VAR:-}`)
 /// count as absent.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsConfig {
     /// The AWS region; `AWS_REGION` otherwise.

@@ -10,13 +10,13 @@ use serde_json::Value;
 
 pub use dynamodb::{AwsConfig, DynamoConfig, DynamoLayout};
 pub use mysql::MysqlConfig;
-pub use redis::RedisConfig;
+pub use redis::{RedisConfig, SentinelConfig};
 
 use super::typed;
 use crate::error::Error;
 
 /// The `store` section: one variant per backend, each with its own keys.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
     /// The session sealed in the cookie.
     Cookie(CookieStoreConfig),
@@ -98,7 +98,7 @@ impl StoreConfig {
 }
 
 /// `store: {type: cookie}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CookieStoreConfig {
     /// How many cookies one session may span (`sid`, `sid.1`, ...).
@@ -112,7 +112,7 @@ impl Default for CookieStoreConfig {
 }
 
 /// `store: {type: memory}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryStoreConfig {
     /// Sessions held at most; new ones get 503 past it.

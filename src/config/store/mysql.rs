@@ -8,7 +8,7 @@ use crate::config::ConfigDuration;
 use crate::error::Error;
 
 /// `store: {type: mysql}`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MysqlConfig {
     /// `mysql://user:pass@host:3306/db` (or `mariadb://`).

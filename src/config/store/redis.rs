@@ -1,4 +1,5 @@
-//! `store: {type: redis}`: one server, or Redis Cluster seed nodes.
+//! `store: {type: redis}`: one server, Redis Cluster seed nodes, or the
+//! sentinels that know the master.
 
 use redis::{ConnectionInfo, IntoConnectionInfo};
 use serde::Deserialize;
@@ -7,7 +8,7 @@ use crate::config::ConfigDuration;
 use crate::error::Error;
 
 /// `store: {type: redis}`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// One server: `redis://` or `rediss://`.
@@ -20,6 +21,79 @@ pub struct RedisConfig {
     pub cluster: bool,
     /// Bound on each operation, retries included.
     pub timeout: ConfigDuration,
+    /// Find the master through Redis Sentinel (instead of `url`).
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// `store.sentinel`: the master is whichever server the sentinels name,
+/// followed through a failover.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The master's name, as the sentinels monitor it.
+    pub master: String,
+    /// The sentinels: `redis://host:26379` (`redis://:password@...` when
+    /// they require a password, `rediss://` for TLS to them).
+    pub urls: Vec<String>,
+    /// The master's ACL user, if it needs one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The master's password, if it needs one.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The database on the master.
+    #[serde(default)]
+    pub db: i64,
+    /// Connect to the master (and its replicas) with TLS.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// Passwords never reach a log line, even through `{:?}`.
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|url| crate::config::redact_url(url))
+            .collect();
+        f.debug_struct("SentinelConfig")
+            .field("master", &self.master)
+            .field("urls", &urls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl SentinelConfig {
+    /// The sentinels, parsed; the master's name is required.
+    ///
+    /// # Errors
+    ///
+    /// A [`Error`] naming `store.sentinel.master` or
+    /// `store.sentinel.urls[i]`.
+    pub fn sentinels(&self) -> Result<Vec<ConnectionInfo>, Error> {
+        if self.master.trim().is_empty() {
+            return Err(Error::config(
+                "store.sentinel.master",
+                "is required: the name the sentinels monitor the master under",
+            ));
+        }
+        let sentinels = (self.urls.iter().enumerate())
+            .filter(|(_, url)| !url.trim().is_empty())
+            .map(|(i, url)| parse_url(&format!("store.sentinel.urls[{i}]"), url))
+            .collect::<Result<Vec<_>, _>>()?;
+        if sentinels.is_empty() {
+            return Err(Error::config(
+                "store.sentinel.urls",
+                "needs at least one sentinel, e.g. [redis://127.0.0.1:26379]",
+            ));
+        }
+        Ok(sentinels)
+    }
 }
 
 /// Passwords in the URLs never reach a log line, even through `{:?}`.
@@ -32,6 +106,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("cluster", &self.cluster)
             .field("timeout", &self.timeout)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }
@@ -44,6 +119,7 @@ impl Default for RedisConfig {
             prefix: "sess:".into(),
             cluster: false,
             timeout: ConfigDuration::secs(2),
+            sentinel: None,
         }
     }
 }
@@ -54,9 +130,25 @@ impl RedisConfig {
     /// # Errors
     ///
     /// A [`Error`] naming `store.url`, `store.urls[i]` or
-    /// `store.timeout`.
+    /// `store.timeout`, or a `store.sentinel` key.
     pub fn validate(&self) -> Result<(), Error> {
-        self.seeds()?;
+        match &self.sentinel {
+            Some(sentinel) => {
+                let beside = self.url.as_ref().is_some_and(|u| !u.trim().is_empty())
+                    || !self.urls.is_empty()
+                    || self.cluster;
+                if beside {
+                    return Err(Error::config(
+                        "store.sentinel",
+                        "replaces url, urls and cluster: the sentinels name the master",
+                    ));
+                }
+                sentinel.sentinels()?;
+            }
+            None => {
+                self.seeds()?;
+            }
+        }
         if self.timeout.get().is_zero() {
             return Err(Error::config("store.timeout", "must be more than 0"));
         }
@@ -148,6 +240,56 @@ mod tests {
     fn accepts_tls_credentials_and_databases() {
         let url = "rediss://user:secret@redis.example:6380/2";
         assert!(config(Some(url), &[], false).validate().is_ok());
+    }
+
+    #[test]
+    fn sentinel_keys_are_checked_by_name() {
+        let sentinel = |master: &str, urls: &[&str]| RedisConfig {
+            sentinel: Some(SentinelConfig {
+                master: master.into(),
+                urls: urls.iter().map(|u| u.to_string()).collect(),
+                username: None,
+                password: Some("hunter2".into()),
+                db: 0,
+                tls: false,
+            }),
+            ..RedisConfig::default()
+        };
+        assert!(
+            sentinel("mymaster", &["redis://127.0.0.1:26379"])
+                .validate()
+                .is_ok()
+        );
+        let cases = [
+            (
+                "no master",
+                sentinel(" ", &["redis://a:26379"]),
+                "store.sentinel.master:",
+            ),
+            ("no sentinel", sentinel("m", &[]), "store.sentinel.urls:"),
+            (
+                "bad url",
+                sentinel("m", &["redis://a:1", "http://b"]),
+                "store.sentinel.urls[1]:",
+            ),
+            (
+                "beside url",
+                RedisConfig {
+                    url: Some("redis://a:6379".into()),
+                    ..sentinel("m", &["redis://a:26379"])
+                },
+                "store.sentinel:",
+            ),
+        ];
+        for (case, config, key) in cases {
+            let message = error(config);
+            assert!(message.starts_with(key), "{case}: {message}");
+        }
+        let shown = format!("{:?}", sentinel("m", &["redis://:pw-sentinel@a:26379"]));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw-sentinel"),
+            "{shown}"
+        );
     }
 
     #[test]

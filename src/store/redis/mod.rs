@@ -42,7 +42,10 @@
 //! # Connections and outages
 //!
 //! A single server is reached through a [`ConnectionManager`], which
-//! reconnects by itself; `cluster: true` uses the `cluster-async` client with
+//! reconnects by itself; with `sentinel` that server is the master the
+//! sentinels name, asked again whenever it keeps failing (so a failover is
+//! followed without a restart: requests get 503 until a replica is
+//! promoted); `cluster: true` uses the `cluster-async` client with
 //! `url`/`urls` as seed nodes. `rediss://` uses rustls with the ring provider,
 //! as the rest of the tree does; username and password come from the URL.
 //!
@@ -170,15 +173,28 @@ impl RedisStore {
     pub async fn connect(config: &RedisConfig, settings: &StoreSettings) -> Result<Self> {
         config.validate()?;
         let timeout = config.timeout.get();
-        let seeds = config.seeds()?;
-        if seeds
-            .iter()
-            .any(|seed| matches!(seed.addr(), ConnectionAddr::TcpTls { .. }))
-        {
-            install_ring_provider();
-        }
-        let addresses = describe(&seeds);
-        let connector = Connector::new(config.cluster, seeds, timeout)?;
+        let (connector, addresses) = match &config.sentinel {
+            Some(sentinel) => {
+                let sentinels = sentinel.sentinels()?;
+                if sentinel.tls || uses_tls(&sentinels) {
+                    install_ring_provider();
+                }
+                let addresses = format!(
+                    "master {} via sentinels {}",
+                    sentinel.master,
+                    describe(&sentinels)
+                );
+                (Connector::sentinel(sentinel, timeout)?, addresses)
+            }
+            None => {
+                let seeds = config.seeds()?;
+                if uses_tls(&seeds) {
+                    install_ring_provider();
+                }
+                let addresses = describe(&seeds);
+                (Connector::new(config.cluster, seeds, timeout)?, addresses)
+            }
+        };
         let link = Link::new(connector, timeout).map_err(|e| {
             Error::config("store.url", format!("cannot set up the Redis client: {e}"))
         })?;
@@ -283,10 +299,14 @@ impl RedisBackend {
         run: impl AsyncFnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
         let health = self.link.watch();
-        let mut conn = self.link.get().await;
-        let result = run(&mut conn)
-            .await
-            .map_err(|e| failed(operation, e, self.timeout));
+        let result = match self.link.get().await {
+            Ok(mut conn) => run(&mut conn).await,
+            Err(error) => Err(error),
+        }
+        .map_err(|e| {
+            self.link.check_demoted(&e);
+            failed(operation, e, self.timeout)
+        });
         health.settle(&result);
         result
     }
@@ -523,6 +543,12 @@ impl Backend for RedisBackend {
 /// tree uses ring. Installing it twice is harmless, so the result is ignored.
 fn install_ring_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn uses_tls(servers: &[ConnectionInfo]) -> bool {
+    servers
+        .iter()
+        .any(|server| matches!(server.addr(), ConnectionAddr::TcpTls { .. }))
 }
 
 /// `host:port` of each seed for logs: never the URL, which may hold a password.

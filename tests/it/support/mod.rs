@@ -101,6 +101,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Starts without the variable `name` (e.g. `SESSION_SECRET`, to read
+    /// the secret from a file instead).
+    pub fn without_env(mut self, name: &str) -> Self {
+        self.env.retain(|(set, _)| set != name);
+        self
+    }
+
     /// Listen on a fixed address (to restart on the same port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
@@ -189,6 +196,8 @@ impl Gateway {
             .arg(&self.config)
             .env_remove("SESSION_SECRET")
             .env_remove("SESSION_PREVIOUS_SECRETS")
+            .env_remove("SESSION_SECRET_FILE")
+            .env_remove("SESSION_PREVIOUS_SECRETS_FILE")
             .env_remove("CONFIG")
             .env("RUST_LOG", "sessiongate=debug,info")
             .stdin(Stdio::null())
@@ -237,6 +246,36 @@ impl Gateway {
             let _ = file.read_to_string(&mut text);
         }
         text
+    }
+
+    /// Replaces the configuration file: `listen` and `admin` as at start,
+    /// then `yaml` (for a reload).
+    pub fn rewrite_config(&self, yaml: &str) {
+        let text = format!(
+            "listen: \"{}\"\nadmin:\n  listen: \"{}\"\n{yaml}",
+            self.addr, self.admin
+        );
+        self.rewrite_config_text(&text);
+    }
+
+    /// Replaces the whole configuration file with `text`.
+    pub fn rewrite_config_text(&self, text: &str) {
+        std::fs::write(&self.config, text).expect("rewrite config");
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running gateway").id()
+    }
+
+    /// Sends SIGHUP: reload the configuration.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success(), "kill -HUP failed");
     }
 
     /// Stops the process with SIGKILL and starts it again with the same

@@ -81,6 +81,68 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// A private Redis Sentinel (`redis-server sentinel.conf --sentinel`) that
+/// monitors one master under `name`, with short timeouts so that a
+/// failover takes seconds; killed on drop.
+pub struct PrivateSentinel {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateSentinel {
+    pub fn monitoring(name: &str, master_port: u16) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 2000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir = dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis sentinel did not start");
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a start-up wait in synchronous test set-up, before any request"
+            )]
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            _dir: dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A private `mariadbd` in a temporary directory, killed when dropped.
 pub struct PrivateMariadb {
     pub dir: tempfile::TempDir,
