@@ -9,7 +9,9 @@
 #   STARTED_URL answers, warms up, switches instrumentation on, sends
 #   requests to PATH on $PORT with COOKIE for $INSTR_SECONDS seconds (16
 #   keep-alive connections), dumps the counters, and writes
-#   $RESULTS/NAME.instr with the total instructions and requests.
+#   $RESULTS/NAME.instr with the total instructions and requests. COMMAND
+#   must be the program itself (valgrind does not follow an `env` exec):
+#   pass its environment by exporting it.
 INSTR_SECONDS="${BENCH_INSTR_SECONDS:-20}"
 [ "$QUICK" = 1 ] && INSTR_SECONDS="${BENCH_INSTR_SECONDS:-5}"
 
@@ -23,16 +25,16 @@ count_instructions() {
     wait_until 300 0.1 curl -s -o /dev/null --max-time 2 "$started" \
         || fail "$name did not start under valgrind ($WORK/callgrind-$name.log)"
     "${PIN_LOAD[@]}" wrk -t1 -c16 -d2s -H "Cookie: $cookie" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 || true
-    callgrind_control --instr=on "$pid" >/dev/null
+    callgrind_control --instr=on "$pid" >/dev/null 2>&1
     "${PIN_LOAD[@]}" wrk -t1 -c16 -d"${INSTR_SECONDS}s" --timeout 10s -H "Cookie: $cookie" \
         "http://127.0.0.1:$PORT$path" > "$RESULTS/$name.instr.wrk" 2>&1 || true
-    callgrind_control --dump "$pid" >/dev/null
-    callgrind_control --instr=off "$pid" >/dev/null || true
+    callgrind_control --dump "$pid" >/dev/null 2>&1 || true
+    callgrind_control --instr=off "$pid" >/dev/null 2>&1 || true
     stop_pid "$pid"
     # The dump made above is the first numbered one; its totals line is
     # the instructions executed while instrumentation was on.
-    total="$(awk '/^totals:/ {print $2}' "$out.$pid.1" 2>/dev/null | head -1)"
-    requests="$(awk '/requests in/ {print $1}' "$RESULTS/$name.instr.wrk")"
+    total="$(awk '/^totals:/ {print $2; exit}' "$out.$pid.1" 2>/dev/null || true)"
+    requests="$(awk '/requests in/ {print $1; exit}' "$RESULTS/$name.instr.wrk" 2>/dev/null || true)"
     {
         echo "name=$name"
         echo "instructions=${total:-0}"

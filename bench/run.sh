@@ -313,16 +313,16 @@ PORT="$PROXY_PORT"
 render "$BENCH/nginx/proxy.conf" "$WORK/proxy.conf" "$PROXY_PORT"
 count_instructions nginx / "$DUMMY_COOKIE" "http://127.0.0.1:$PORT/" -- \
     "$NGINX" -p "$WORK" -e "$WORK/proxy.error.log" -c "$WORK/proxy.conf" -g 'daemon off; master_process off;'
+export GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT" \
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:"
 for store in cookie redis; do
-    gateway_env=(env GW_LISTEN="127.0.0.1:$PROXY_PORT" GW_ADMIN="127.0.0.1:$ADMIN_PORT"
-        REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" STORE_PREFIX="bench:sessiongate:")
-    "${gateway_env[@]}" "$GATEWAY" --config "$BENCH/gateway-$store.yaml" 2> "$WORK/sessiongate-$store-login.log" &
+    "$GATEWAY" --config "$BENCH/gateway-$store.yaml" 2> "$WORK/sessiongate-$store-login.log" &
     pid=$!; PIDS+=("$pid")
     wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" || fail "sessiongate did not start: $(tail -5 "$WORK/sessiongate-$store-login.log")"
     cookie="$(login "sessiongate-$store")"
     stop_pid "$pid"
     count_instructions "sessiongate-$store" / "$cookie" "http://127.0.0.1:$ADMIN_PORT/healthz" -- \
-        "${gateway_env[@]}" "$GATEWAY" --config "$BENCH/gateway-$store.yaml"
+        "$GATEWAY" --config "$BENCH/gateway-$store.yaml"
 done
 
 # ---------------------------------------------------------------- report
