@@ -3,6 +3,10 @@
 # ~10% from run to run; an instruction count of the same binary under the
 # same requests does not (it is the same whatever else the machine runs),
 # so it is the figure that decides whether a change made the proxy cheaper.
+# One caveat: valgrind does not emulate the CPU's SHA extensions, so SHA-256
+# (sessiongate's public session id) runs its portable code under callgrind:
+# about 7,000 instructions per request that SHA-NI hardware does in a few
+# hundred.
 #
 # count_instructions NAME PATH COOKIE STARTED_URL -- COMMAND...
 #   starts COMMAND under callgrind with instrumentation off, waits until
