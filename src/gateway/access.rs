@@ -25,7 +25,6 @@
 //! shutdown [`flush`] writes what is left.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -107,15 +106,15 @@ impl Line<'_> {
     fn text(&self, out: &mut String) {
         timestamp(out);
         out.push_str("  INFO sessiongate::access: ");
-        let _ = write!(
-            out,
-            "method={} path={} status={}",
-            self.method,
-            self.uri.path(),
-            self.response.status().as_u16()
-        );
+        out.push_str("method=");
+        out.push_str(self.method.as_str());
+        out.push_str(" path=");
+        out.push_str(self.uri.path());
+        out.push_str(" status=");
+        number(out, u64::from(self.response.status().as_u16()));
         if let Some(bytes) = self.bytes() {
-            let _ = write!(out, " bytes={bytes}");
+            out.push_str(" bytes=");
+            number(out, bytes);
         }
         out.push_str(" duration_ms=");
         millis(out, self.started.elapsed());
@@ -128,9 +127,12 @@ impl Line<'_> {
         out.push_str(" route=");
         out.push_str(self.trace.route.unwrap_or("-"));
         if let Some(session) = &self.trace.session {
-            let _ = write!(out, " session={session}");
+            out.push_str(" session=");
+            out.push_str(session);
         }
-        let _ = writeln!(out, " client={}", self.connection.peer.ip());
+        out.push_str(" client=");
+        out.push_str(self.connection.peer_ip());
+        out.push('\n');
     }
 
     /// `{"timestamp":...,"level":"INFO","fields":{...},"target":"sessiongate::access"}`,
@@ -142,9 +144,11 @@ impl Line<'_> {
         json_string(out, self.method.as_str());
         out.push_str(",\"path\":");
         json_string(out, self.uri.path());
-        let _ = write!(out, ",\"status\":{}", self.response.status().as_u16());
+        out.push_str(",\"status\":");
+        number(out, u64::from(self.response.status().as_u16()));
         if let Some(bytes) = self.bytes() {
-            let _ = write!(out, ",\"bytes\":{bytes}");
+            out.push_str(",\"bytes\":");
+            number(out, bytes);
         }
         out.push_str(",\"duration_ms\":");
         millis(out, self.started.elapsed());
@@ -160,18 +164,18 @@ impl Line<'_> {
             out.push_str(",\"session\":");
             json_string(out, session);
         }
-        let _ = writeln!(
-            out,
-            ",\"client\":\"{}\"}},\"target\":\"sessiongate::access\"}}",
-            self.connection.peer.ip()
-        );
+        out.push_str(",\"client\":\"");
+        out.push_str(self.connection.peer_ip());
+        out.push_str("\"},\"target\":\"sessiongate::access\"}\n");
     }
 }
 
 /// Milliseconds with microsecond precision: `2.160`.
 fn millis(out: &mut String, duration: Duration) {
-    let micros = duration.as_micros();
-    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    number(out, micros / 1000);
+    out.push('.');
+    padded(out, micros % 1000, 3);
 }
 
 /// A JSON string, escaped (a path may hold `"` or `\`).
@@ -183,21 +187,56 @@ fn json_string(out: &mut String, text: &str) {
 }
 
 /// Now, as RFC 3339 UTC with microseconds: `2026-12-02T01:34:12.528194Z`.
+/// The part up to the second is formatted once per second per thread.
 fn timestamp(out: &mut String) {
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let seconds = since.as_secs();
-    let (year, month, day) = civil_from_days(seconds / 86_400);
-    let of_day = seconds % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    );
+    SECOND.with(|cached| {
+        let Ok(mut cached) = cached.try_borrow_mut() else {
+            return;
+        };
+        if cached.0 != seconds {
+            let (year, month, day) = civil_from_days(seconds / 86_400);
+            let of_day = seconds % 86_400;
+            let prefix = &mut cached.1;
+            prefix.clear();
+            for (value, width, separator) in [
+                (year, 4, '-'),
+                (month, 2, '-'),
+                (day, 2, 'T'),
+                (of_day / 3600, 2, ':'),
+                (of_day / 60 % 60, 2, ':'),
+                (of_day % 60, 2, '.'),
+            ] {
+                padded(prefix, value, width);
+                prefix.push(separator);
+            }
+            cached.0 = seconds;
+        }
+        out.push_str(&cached.1);
+    });
+    padded(out, u64::from(since.subsec_micros()), 6);
+    out.push('Z');
+}
+
+/// `value` in decimal, zero-padded to `width` digits.
+fn padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format(value);
+    for _ in text.len()..width {
+        out.push('0');
+    }
+    out.push_str(text);
+}
+
+/// `value` in decimal.
+fn number(out: &mut String, value: u64) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// The Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
@@ -297,6 +336,21 @@ mod tests {
         ] {
             assert_eq!(civil_from_days(days), date, "day {days}");
         }
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_with_microseconds() {
+        let mut out = String::new();
+        timestamp(&mut out);
+        timestamp(&mut out);
+        assert_eq!(out.len(), 2 * "2026-12-02T01:34:12.528194Z".len(), "{out}");
+        let first = &out[..27];
+        assert!(
+            first.ends_with('Z') && first.as_bytes()[10] == b'T',
+            "{first}"
+        );
+        assert_eq!(&first[4..5], "-");
+        assert_eq!(&first[19..20], ".");
     }
 
     #[test]

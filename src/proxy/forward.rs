@@ -37,6 +37,11 @@ impl Connection {
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self { peer, tls, peer_ip }
     }
+
+    /// The peer's IP address as text, formatted once per connection.
+    pub fn peer_ip(&self) -> &str {
+        self.peer_ip.to_str().unwrap_or("unknown")
+    }
 }
 
 /// Who the client is, as far as this request is concerned.
