@@ -115,9 +115,15 @@ pub fn upstream_request(
 /// (`%2e`): refused rather than normalised, because the backend may resolve
 /// it differently from us and reach outside `upstream.url`'s base path.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
+    path.split('/').any(|segment| match segment.len() {
+        1 => segment == ".",
+        2 => segment == "..",
+        // `%2e` is the only other spelling of a dot: `.%2e`, `%2e%2e`...
+        4 | 5 | 6 => {
+            let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+            decoded == "." || decoded == ".."
+        }
+        _ => false,
     })
 }
 
