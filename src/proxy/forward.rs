@@ -119,7 +119,7 @@ fn has_dot_segment(path: &str) -> bool {
         1 => segment == ".",
         2 => segment == "..",
         // `%2e` is the only other spelling of a dot: `.%2e`, `%2e%2e`...
-        4 | 5 | 6 => {
+        3..=6 => {
             let decoded = segment.replace("%2e", ".").replace("%2E", ".");
             decoded == "." || decoded == ".."
         }
@@ -137,6 +137,7 @@ mod tests {
             "/app/../admin",
             "/app/%2e%2e/admin",
             "/a/%2E./b",
+            "/%2e/x",
             "/./x",
             "/..",
         ] {
