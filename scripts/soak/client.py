@@ -301,6 +301,7 @@ def report(args):
         return [n for n, s, e in windows if sent <= e + GRACE_SECONDS and done >= s - GRACE_SECONDS]
 
     rows = []
+    by_fault = {}  # (fault, gateway) -> failed requests that overlapped it
     for name in ledger["gateways"]:
         events = [e for e in ledger["events"] if e[0] == name]
         bad_in = bad_out = hung = 0
@@ -312,6 +313,12 @@ def report(args):
                 continue
             if during(sent, done):
                 bad_in += 1
+                # Counted once, against the nearest window it overlaps.
+                fault = min(
+                    (w for w in windows if w[0] in during(sent, done)),
+                    key=lambda w: max(0.0, w[1] - done, sent - w[2]),
+                )[0]
+                by_fault[(fault, name)] = by_fault.get((fault, name), 0) + 1
             else:
                 bad_out += 1
                 outside[str(status)] = outside.get(str(status), 0) + 1
@@ -332,10 +339,12 @@ def report(args):
     kinds = {}
     for n, s, e in windows:
         kinds.setdefault(n, []).append(e - s)
-    p("| fault | injected | total seconds |")
-    p("|---|---:|---:|")
+    names = list(ledger["gateways"])
+    p("| fault | injected | total seconds | " + " | ".join(f"5xx / errors: {g}" for g in names) + " |")
+    p("|---|---:|---:|" + "---:|" * len(names))
     for n, spans in kinds.items():
-        p(f"| {n} | {len(spans)} | {sum(spans):.1f} |")
+        counts = " | ".join(f"{by_fault.get((n, g), 0):,}" for g in names)
+        p(f"| {n} | {len(spans)} | {sum(spans):.1f} | {counts} |")
     p("")
     p("| store | requests | 2xx | 3xx/4xx | 5xx / errors during faults | 5xx / errors outside faults | hung (> 15 s) | acknowledged writes | read back | **lost** | RSS MiB warm / peak / end of load / settled | fds before / settled |")
     p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
