@@ -4,7 +4,7 @@
 # with the cookie store, under a steady mix of reads and writes over
 # thousands of sessions while faults are injected. Not part of CI.
 #
-#   scripts/soak.sh            # 10 minutes of load (about 12 minutes in all)
+#   scripts/soak.sh            # 10 minutes of load (about 12.5 minutes in all)
 #   scripts/soak.sh --quick    # 1 minute of load, the same faults, closer together
 #
 # Options: --quick, --duration SECONDS, --rate N (requests/s per gateway;
@@ -121,12 +121,14 @@ start_redis() {
         --appendonly yes --appendfsync always --dir "$WORK" --logfile "$WORK/redis.log" \
         --maxclients 10000 &
     echo $! > "$WORK/pids/redis"
+    disown  # killed on purpose: no "Killed" notice from bash
     wait_until 100 0.1 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 ||
         fail "redis-server did not start ($WORK/redis.log)"
 }
 start_echo() {
     "$GATEWAY" echo --listen "127.0.0.1:$UP_PORT" >> "$WORK/echo.log" 2>&1 &
     echo $! > "$WORK/pids/echo"
+    disown
     wait_until 100 0.1 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$UP_PORT/" ||
         fail "the echo backend did not start ($WORK/echo.log)"
 }
@@ -145,10 +147,11 @@ log:
   level: warn
 $4
 EOF
-    "$GATEWAY" run --config "$WORK/$1.yaml" >> "$WORK/$1.log" 2>&1 &
+    "$GATEWAY" run --config "$WORK/$1.yaml" >> "$WORK/gateway-$1.log" 2>&1 &
     echo $! > "$WORK/pids/gateway-$1"
+    disown
     wait_until 100 0.1 curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$3/readyz" ||
-        fail "the $1 gateway did not start ($WORK/$1.log)"
+        fail "the $1 gateway did not start ($WORK/gateway-$1.log)"
 }
 
 log "redis-server :$REDIS_PORT (append-only), echo :$UP_PORT, gateways: redis :$REDIS_GW, cookie :$COOKIE_GW"
@@ -255,12 +258,13 @@ wait "${BACKGROUND[0]}" 2>/dev/null || true
 log "reading every session back"
 python3 "$ROOT/scripts/soak/client.py" verify --ledger "$WORK/ledger.json"
 for name in redis cookie; do
-    exited "$(cat "$WORK/pids/gateway-$name")" && fail "the $name gateway died ($WORK/$name.log)"
+    exited "$(cat "$WORK/pids/gateway-$name")" && fail "the $name gateway died ($WORK/gateway-$name.log)"
 done
-# The upstream pool closes a connection after 60 s unused: past that, a
-# gateway that leaks nothing is back to its baseline's open files.
-log "waiting 65 s for idle connections to close, then the last sample"
-sleep 65
+# The upstream pool closes a connection 60 s after its last use (checked
+# every 15 s): past that, a gateway that leaks nothing is back to its
+# baseline's open files.
+log "waiting 80 s for idle connections to close, then the last sample"
+sleep 80
 sample settled
 
 OUT="${OUT:-$WORK/soak-summary.md}"
