@@ -18,7 +18,7 @@
 #          gateway: one Python process drives both gateways), CARGO_TARGET_DIR.
 #
 # Faults, each recorded as a window with timestamps (faults.log):
-#   redis-restart   Redis is shut down (SIGTERM), 3 s later started again;
+#   redis-restart   Redis is shut down (SHUTDOWN), 3 s later started again;
 #   redis-kill      Redis is killed (SIGKILL, appendfsync always), restarted;
 #   redis-stall     Redis is stopped (SIGSTOP) for 3 s, past the 1 s store
 #                   timeout, then continued;
@@ -26,8 +26,9 @@
 #                   2 s upstream timeout: slow, then timing out;
 #   upstream-refuse the echo backend is killed, 3 s later started again:
 #                   connections refused meanwhile;
-#   slow-clients    300 connections per gateway that read nothing, send half
-#                   a request head, or nothing at all, held 20 s.
+#   slow-clients    100 connections per gateway that read nothing, send half
+#                   a request head, or nothing at all, held 20 s (15 % of
+#                   the run with --quick).
 # At the end every session is read back through its gateway: each
 # acknowledged write must be there. Exit status 0 only when nothing was
 # lost, no 5xx (or transport error) fell outside a fault window (2 s grace),
@@ -49,7 +50,7 @@ while [ $# -gt 0 ]; do
         --duration) DURATION="$2"; shift ;;
         --rate) RATE="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "soak: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
