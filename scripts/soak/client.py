@@ -349,6 +349,7 @@ def report(args):
     p("| store | requests | 2xx | 3xx/4xx | 5xx / errors during faults | 5xx / errors outside faults | hung (> 15 s) | acknowledged writes | read back | **lost** | RSS MiB warm / peak / end of load / settled | fds before / settled |")
     p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     verdict = ledger.get("inconsistent_reads", 0) == 0
+    failures = [] if verdict else ["reads missed acknowledged writes"]
     for (name, total, ok, other, bad_in, bad_out, outside, hung, acked, checked, lost) in rows:
         samples = resources.get(name, [])
         idle = [s for s in samples if s[0] == "idle"][0]
@@ -366,12 +367,23 @@ def report(args):
         mib = lambda kb: f"{kb / 1024:.1f}"
         flat = end[2] <= max(start[2] * 1.2, start[2] + 10 * 1024) and settled[3] <= idle[3] + 2
         verdict = verdict and bad_out == 0 and hung == 0 and lost == 0 and flat
+        for failed, what in [
+            (lost, "acknowledged writes lost"),
+            (bad_out, "errors outside faults"),
+            (hung, "requests hung"),
+            (not flat, "RSS or open files not flat"),
+        ]:
+            if failed:
+                failures.append(f"{name}: {what}")
         extra = f" ({', '.join(f'{k}: {v}' for k, v in outside.items())})" if outside else ""
         p(f"| {name} | {total:,} | {ok:,} | {other:,} | {bad_in:,} | {bad_out:,}{extra} | {hung} | {acked:,} | {checked:,} | **{lost}** "
           f"| {mib(start[2])} / {mib(peak)} / {mib(end[2])} / {mib(settled[2])} | {idle[3]} / {settled[3]} |")
     p("")
     p(f"Reads that missed an earlier acknowledged write: {ledger.get('inconsistent_reads', 0)}.")
-    p(f"Verdict: {'PASS' if verdict else 'FAIL'} (0 lost, 0 errors outside faults, none hung, RSS and fds flat).")
+    if verdict:
+        p("Verdict: PASS (0 lost, 0 errors outside faults, none hung, RSS and fds flat).")
+    else:
+        p(f"Verdict: FAIL ({'; '.join(failures)}).")
     text = "\n".join(out) + "\n"
     with open(args.out, "w") as f:
         f.write(text)
