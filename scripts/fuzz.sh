@@ -21,11 +21,11 @@
 #   fuzz/target/x86_64-unknown-linux-gnu/release/<target> fuzz/artifacts/<target>/crash-...
 #
 # Toolchain: cargo-fuzz's default AddressSanitizer needs a nightly rustc
-# (`-Zsanitizer`). The crate forbids unsafe code, so the sanitizer finds
-# nothing Rust's own checks do not, and costs about half the speed: the
-# targets build with `--sanitizer none`, which works on the stable
-# toolchain. (Debug assertions and overflow checks stay on: cargo-fuzz
-# turns them on in its release build.)
+# (`-Zsanitizer`). The crate forbids unsafe code, so the sanitizer would
+# mostly cost speed: the targets build with `--sanitizer none`, which works
+# on the stable toolchain (no nightly, no RUSTC_BOOTSTRAP). Debug
+# assertions and overflow checks stay on: cargo-fuzz turns them on in its
+# release build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
