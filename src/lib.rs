@@ -30,6 +30,8 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod proxy;
 pub mod route;

@@ -163,12 +163,19 @@ impl Pool {
     /// Empty: connections open as requests need them, at most
     /// `max_connections` in use at once.
     pub fn new(connector: Connector, max_connections: usize) -> Arc<Self> {
-        Arc::new(Self {
+        let pool = Arc::new(Self {
             connector,
             idle: Mutex::new(VecDeque::new()),
             in_flight: Arc::new(Semaphore::new(max_connections)),
             max_connections,
-        })
+        });
+        // Expiry in `put_idle` only runs while requests come: without this
+        // a gateway whose traffic stops keeps its last burst's connections
+        // (and their file descriptors) open for good.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(close_expired_idle(Arc::downgrade(&pool)));
+        }
+        pool
     }
 
     /// Sends `request` on a kept connection, or a new one, and returns the
@@ -274,18 +281,37 @@ impl Pool {
     fn put_idle(&self, conn: Conn) {
         let now = Instant::now();
         let mut idle = self.lock_idle();
-        while idle
-            .front()
-            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        drop_expired(&mut idle, now);
         idle.push_back(Idle { conn, since: now });
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         // The list holds no invariant a panic could break.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes the idle connections unused for [`IDLE_TIMEOUT`] (the oldest are
+/// at the front); dropping a connection's sender ends its task and closes
+/// the socket.
+fn drop_expired(idle: &mut VecDeque<Idle>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
+    {
+        idle.pop_front();
+    }
+}
+
+/// Runs [`drop_expired`] every quarter of [`IDLE_TIMEOUT`] for as long as
+/// the pool exists.
+async fn close_expired_idle(pool: std::sync::Weak<Pool>) {
+    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        drop_expired(&mut pool.lock_idle(), Instant::now());
     }
 }
 
@@ -409,4 +435,44 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Found by the soak (docs/reliability.md): idle connections were only
+    /// expired when another one was handed back, so a gateway whose traffic
+    /// stopped kept them open. The pool now closes them on its own.
+    #[tokio::test]
+    async fn expired_idle_connections_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let pool = Pool::new(Connector::new(address, None, Duration::from_secs(1)), 4);
+        let conn = pool.connector.connect().await.unwrap();
+        let (mut upstream, _) = listener.accept().await.unwrap();
+        let long_ago = Instant::now() - IDLE_TIMEOUT - Duration::from_secs(1);
+        pool.lock_idle().push_back(Idle {
+            conn,
+            since: long_ago,
+        });
+        let fresh = pool.connector.connect().await.unwrap();
+        pool.lock_idle().push_back(Idle {
+            conn: fresh,
+            since: Instant::now(),
+        });
+
+        drop_expired(&mut pool.lock_idle(), Instant::now());
+
+        assert_eq!(pool.lock_idle().len(), 1, "only the fresh one is kept");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), upstream.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "the expired connection is closed: {read:?}"
+        );
+    }
 }

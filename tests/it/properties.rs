@@ -1,14 +1,19 @@
 //! Property tests of the codecs, run in CI: what must hold for *any*
 //! session, secret and patch, not only the examples in the unit tests.
 
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use sessiongate::config::{CookieConfig, Secrets};
 use sessiongate::session::cookies::{self, CookieWriter};
 use sessiongate::session::keys::Keyring;
 use sessiongate::session::sealed::{self, SealedSession};
+use sessiongate::session::signed_id;
 use sessiongate::store::merge_patch;
-use sessiongate::store::{SessionId, SessionRecord};
+use sessiongate::store::{
+    Change, Lifetime, NativeCodec, RecordCodec, Refusal, SessionId, SessionRecord,
+};
 
 /// Any JSON value without `null` (a merge patch cannot carry a `null`
 /// value, it means "remove"), nested a few levels.
@@ -140,5 +145,119 @@ proptest! {
                 .expect("a valid Set-Cookie");
             prop_assert!(line.len() < 4_096, "{} bytes", line.len());
         }
+    }
+
+    /// The other half of chunking: the chunks a client sends back, in any
+    /// order and among other cookies, are joined into the sealed value, and
+    /// that opens to the session.
+    #[test]
+    fn chunks_sent_back_in_any_order_read_as_the_value(
+        data in object(),
+        key in secret(),
+        padding in 0usize..12_000,
+        order in any::<u64>(),
+        lines in 1usize..4,
+    ) {
+        let keys = keyring(&key, &[]);
+        let mut data = data;
+        data.insert("pad".into(), Value::String("x".repeat(padding)));
+        let original = session(data);
+        let value = sealed::seal(&keys, "sid", &original).unwrap();
+        let chunks = cookies::split(&value, 50).expect("fits in 50 chunks");
+        let mut pairs: Vec<String> = chunks
+            .iter()
+            .enumerate()
+            .map(|(index, chunk)| format!("{}={chunk}", cookies::chunk_name("sid", index)))
+            .collect();
+        pairs.push("other=1".into());
+        pairs.push("sidx=2".into());
+        // A deterministic shuffle from the drawn seed.
+        let mut seed = order;
+        for i in (1..pairs.len()).rev() {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            pairs.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        let mut headers = HeaderMap::new();
+        for line in pairs.chunks(pairs.len().div_ceil(lines)) {
+            headers.append(COOKIE, HeaderValue::from_str(&line.join("; ")).unwrap());
+        }
+        let incoming = cookies::read(&headers, "sid");
+        prop_assert_eq!(incoming.value.as_deref(), Some(value.as_str()));
+        prop_assert_eq!(incoming.chunks, (0..chunks.len()).collect::<Vec<_>>());
+        let opened = sealed::open(&keys, "sid", &value, 2_000).expect("opens");
+        prop_assert_eq!(opened, original);
+    }
+
+    /// A signed id verifies under its key and after a rotation that keeps
+    /// that key as a previous one, never under an unrelated key, and never
+    /// with any one byte changed.
+    #[test]
+    fn signed_ids_verify_only_untampered(old in secret(), new in secret(), at in any::<prop::sample::Index>(), with in 0x21u8..0x7f) {
+        prop_assume!(old != new);
+        let id = SessionId::generate().unwrap();
+        let value = signed_id::sign(&keyring(&old, &[]), &id);
+        prop_assert_eq!(signed_id::verify(&keyring(&old, &[]), &value), Some(id.clone()));
+        prop_assert_eq!(signed_id::verify(&keyring(&new, std::slice::from_ref(&old)), &value), Some(id));
+        prop_assert_eq!(signed_id::verify(&keyring(&new, &[]), &value), None);
+        let mut bytes = value.into_bytes();
+        let at = at.index(bytes.len());
+        // The last character too: its unused low bits must be zero (the
+        // decoder refuses non-canonical base64), so no second spelling of
+        // a tag verifies.
+        prop_assume!(bytes[at] != with);
+        bytes[at] = with;
+        let tampered = String::from_utf8(bytes).unwrap();
+        prop_assert_eq!(signed_id::verify(&keyring(&old, &[]), &tampered), None);
+    }
+
+    /// Every server store keeps a session as the native codec's text:
+    /// encoding then decoding is the identity.
+    #[test]
+    fn stored_records_decode_to_what_was_encoded(data in object(), created in any::<u64>(), expires in any::<u64>()) {
+        let record = SessionRecord { data, created_at: created, expires_at: expires };
+        let text = NativeCodec.encode(&record);
+        prop_assert_eq!(NativeCodec.decode(&text, expires), Ok(record));
+    }
+
+    /// An update goes through `Change::apply` with the size bound: the
+    /// diff turns one document into the other when the result fits, and is
+    /// refused, naming the size, when it does not.
+    #[test]
+    fn updates_apply_as_merge_patches_within_the_size_bound(from in object(), to in object(), max_bytes in 2usize..400) {
+        let current = SessionRecord { data: from.clone(), created_at: 1_000, expires_at: 10_000 };
+        let change = Change {
+            patches: vec![diff(&from, &to)],
+            now: 2_000,
+            lifetime: Lifetime { idle: std::time::Duration::from_secs(60), absolute: None },
+            seen: None,
+            must_exist: true,
+            max_bytes,
+        };
+        let size = serde_json::to_vec(&to).unwrap().len();
+        match change.apply(Some(current)) {
+            Ok(record) => {
+                // An empty patch (the documents are equal) is no growth and
+                // is not measured.
+                prop_assert!(size <= max_bytes || change.patches[0].is_empty());
+                prop_assert_eq!(record.data, to);
+                prop_assert_eq!(record.expires_at, 62_000);
+            }
+            Err(refusal) => prop_assert_eq!(refusal, Refusal::TooLarge { bytes: size, limit: max_bytes }),
+        }
+    }
+}
+
+/// Every other spelling of a signed id's last tag character (which carries
+/// unused bits) is refused: a signed id has exactly one valid form.
+#[test]
+fn a_signed_id_has_one_spelling() {
+    let keys = keyring(&"k".repeat(40), &[]);
+    let id = SessionId::generate().unwrap();
+    let value = signed_id::sign(&keys, &id);
+    let (head, last) = value.split_at(value.len() - 1);
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for other in alphabet.chars().filter(|c| !last.starts_with(*c)) {
+        let respelled = format!("{head}{other}");
+        assert_eq!(signed_id::verify(&keys, &respelled), None, "{respelled}");
     }
 }

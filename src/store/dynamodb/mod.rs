@@ -54,7 +54,7 @@
 //! DynamoDB, so then an unreachable endpoint is a start-up error too.
 
 mod client;
-mod item;
+pub(crate) mod item;
 pub mod node;
 mod table;
 
