@@ -41,9 +41,9 @@ TARGETS=(
     session_update  # X-Session-Update parsing + merge patch with max_bytes
     stored_record   # stored-record decoders (native codec, DynamoDB item)
     config_load     # the YAML configuration with ${VAR} substitution
-    # --- compat formats (branch `compat`): after its merge, add here ---
-    # express_cookie  # express-session `s:<id>.<signature>` cookies
-    # iron_seal       # iron-session seals
+    express_cookie  # express-session `s:<id>.<signature>` cookies
+    iron_seal       # iron-session seals
+    express_record  # express-session's stored JSON (plain and Cyclic)
 )
 
 RUNS=10000000
