@@ -35,7 +35,11 @@ fuzz_target!(|input: &[u8]| {
         }
         return;
     }
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if text.is_empty()
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return;
     }
     let id = SessionId::from_trusted(text);

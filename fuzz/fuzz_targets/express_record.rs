@@ -17,7 +17,11 @@ fuzz_target!(|input: &[u8]| {
     let Some((&flavor, text)) = input.split_first() else {
         return;
     };
-    let flavor = if flavor % 2 == 0 { Flavor::Plain } else { Flavor::Cyclic };
+    let flavor = if flavor % 2 == 0 {
+        Flavor::Plain
+    } else {
+        Flavor::Cyclic
+    };
     let codec = ExpressCodec::new(flavor, &CookieConfig::default(), 86_400_000);
     let Ok(record) = codec.decode(text, EXPIRES_AT) else {
         return;

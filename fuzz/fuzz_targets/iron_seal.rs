@@ -40,11 +40,17 @@ fuzz_target!(|input: &[u8]| {
     };
     let opened = PASSWORDS.open(&seal, NOW).expect("a fresh seal opens");
     assert_eq!(opened.data, data);
-    assert!(PASSWORDS.open(&seal, NOW + 60_001).is_err(), "an expired seal opens");
+    assert!(
+        PASSWORDS.open(&seal, NOW + 60_001).is_err(),
+        "an expired seal opens"
+    );
     let mut bytes = seal.into_bytes();
     let at = mode as usize % bytes.len();
     bytes[at] ^= 0x01;
     if let Ok(tampered) = String::from_utf8(bytes) {
-        assert!(PASSWORDS.open(&tampered, NOW).is_err(), "tampered seal opened");
+        assert!(
+            PASSWORDS.open(&tampered, NOW).is_err(),
+            "tampered seal opened"
+        );
     }
 });
