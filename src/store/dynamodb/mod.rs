@@ -134,6 +134,50 @@ impl std::fmt::Debug for DynamoBackend {
 }
 
 impl DynamoBackend {
+    /// `TransactWriteItems`: deletes the item under `old` if its condition
+    /// holds and puts `item` if its condition holds, both or neither (a
+    /// session moving to a new id, in every item layout). `Ok(false)`: a
+    /// condition failed.
+    pub(crate) async fn move_item(
+        &self,
+        old: Item,
+        (unchanged, unchanged_names): (String, Placeholders),
+        item: Item,
+        (absent, absent_names): (String, Placeholders),
+    ) -> Result<bool> {
+        let built = |e| Error::store_unavailable("dynamodb", "regenerate", e);
+        let (names, values) = unchanged_names.into_parts();
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(old))
+            .condition_expression(unchanged)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(built)?;
+        let (names, values) = absent_names.into_parts();
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(absent)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(built)?;
+        let moved = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(true),
+            Err(error) if error_code(&error) == Some("TransactionCanceledException") => Ok(false),
+            Err(error) => Err(self.failed("TransactWriteItems", error)),
+        }
+    }
+
     fn failed<E, R>(&self, operation: &str, error: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
     where
         E: std::error::Error + 'static,
@@ -347,47 +391,19 @@ impl Backend for DynamoBackend {
     ) -> Result<bool> {
         let text = String::from_utf8(entry.text)
             .map_err(|e| Error::store_unavailable("dynamodb", "encode", e))?;
-        let mut placeholders = Placeholders::default();
-        let unchanged = self.layout.unchanged(&expected.version, &mut placeholders);
-        let (names, values) = placeholders.into_parts();
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(self.layout.key(old)))
-            .condition_expression(unchanged)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .build()
-            .map_err(|e| Error::store_unavailable("dynamodb", "regenerate", e))?;
-        let mut placeholders = Placeholders::default();
-        let absent = self.layout.absent(&mut placeholders);
-        let (names, values) = placeholders.into_parts();
+        let mut unchanged = Placeholders::default();
+        let unchanged = (
+            self.layout.unchanged(&expected.version, &mut unchanged),
+            unchanged,
+        );
+        let mut absent = Placeholders::default();
+        let absent = (self.layout.absent(&mut absent), absent);
         let key = self.layout.key(new);
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.layout.item(
-                &key,
-                text,
-                entry.expires_at,
-                1,
-                entry.identity,
-            )))
-            .condition_expression(absent)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .build()
-            .map_err(|e| Error::store_unavailable("dynamodb", "regenerate", e))?;
-        let moved = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match moved {
-            Ok(_) => Ok(true),
-            Err(error) if error_code(&error) == Some("TransactionCanceledException") => Ok(false),
-            Err(error) => Err(self.failed("TransactWriteItems", error)),
-        }
+        let item = self
+            .layout
+            .item(&key, text, entry.expires_at, 1, entry.identity);
+        self.move_item(self.layout.key(old), unchanged, item, absent)
+            .await
     }
 
     /// A `Query` of `identity-index`, every page.

@@ -17,10 +17,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Number, Value};
 
-use super::client::{error_code, is_conditional_failure, sdk_config};
+use super::client::{is_conditional_failure, sdk_config};
 use super::item::{IDENTITY, Item, Layout, Placeholders};
 use super::table::StartupError;
 use super::{DynamoBackend, StoreSettings};
@@ -327,42 +327,14 @@ impl Backend for NodeBackend {
         new: &SessionId,
         entry: Entry<'_>,
     ) -> Result<bool> {
-        let table = &self.inner.table;
-        let mut p = Placeholders::default();
-        let unchanged = self.unchanged(&expected.version, &mut p);
-        let (names, values) = p.into_parts();
-        let delete = Delete::builder()
-            .table_name(table)
-            .set_key(Some(self.inner.layout.key(old)))
-            .condition_expression(unchanged)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .build()
-            .map_err(|e| Error::store_unavailable("dynamodb", "regenerate", e))?;
-        let mut p = Placeholders::default();
-        let absent = self.absent(&mut p);
-        let (names, values) = p.into_parts();
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(self.item(new, entry)?))
-            .condition_expression(absent)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .build()
-            .map_err(|e| Error::store_unavailable("dynamodb", "regenerate", e))?;
-        let moved = self
-            .inner
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match moved {
-            Ok(_) => Ok(true),
-            Err(error) if error_code(&error) == Some("TransactionCanceledException") => Ok(false),
-            Err(error) => Err(self.inner.failed("TransactWriteItems", error)),
-        }
+        let mut unchanged = Placeholders::default();
+        let unchanged = (self.unchanged(&expected.version, &mut unchanged), unchanged);
+        let mut absent = Placeholders::default();
+        let absent = (self.absent(&mut absent), absent);
+        let item = self.item(new, entry)?;
+        self.inner
+            .move_item(self.inner.layout.key(old), unchanged, item, absent)
+            .await
     }
 }
 
