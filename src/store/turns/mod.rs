@@ -21,7 +21,9 @@
 //! get an error, since nobody can tell whether their write landed.
 //!
 //! Stripes keep memory bounded with no clean-up; sessions that share a stripe
-//! share its queue, and each group holds changes of one session only.
+//! share its queue, and each group holds changes of one session only. A
+//! stripe with nobody queued holds no record, so an idle gateway keeps no
+//! session data here, whatever the size of the sessions that passed through.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
@@ -206,11 +208,16 @@ impl<'c> Lead<'c> {
                 return Err(error);
             }
         };
-        if let Some(stripe) = &baton.stripe
-            && applied.changed
-            && let Some(last) = &applied.last
-        {
-            stripe.lock().last = Some((id, last.clone()));
+        if let Some(stripe) = &baton.stripe {
+            let mut state = stripe.lock();
+            // Kept only for a writer already queued: a hint left in an idle
+            // stripe would pin up to one record per stripe for good.
+            state.last = match &applied.last {
+                Some(last) if applied.changed && !state.waiting.is_empty() => {
+                    Some((id, last.clone()))
+                }
+                _ => None,
+            };
         }
         let mut outcomes = applied
             .outcomes
@@ -263,7 +270,8 @@ struct State {
     /// A writer holds the turn; new writers wait in `waiting`.
     leading: bool,
     waiting: VecDeque<Waiter>,
-    /// The last record written through this stripe, and under which id.
+    /// The last record written through this stripe, and under which id,
+    /// while writers are queued behind it (see [`Lead::finish`]).
     last: Option<(SessionId, SessionRecord)>,
 }
 

@@ -168,3 +168,39 @@ async fn groups_hold_one_session_only() {
     // ...and then the first session's.
     assert!(matches!(same.await, Ticket::Lead(_)));
 }
+
+#[tokio::test]
+async fn the_written_record_is_kept_only_for_a_queued_writer() {
+    let turns = UpdateTurns::new();
+    let session = id("s");
+    let (a, b, c) = (change("a", 1), change("b", 2), change("c", 3));
+    let index = turns.hasher.hash_one(session.as_str()) as usize % UPDATE_STRIPES;
+    let stripe = Arc::clone(&turns.stripes[index]);
+
+    // A writer queued behind the leader gets what the leader wrote.
+    let Ticket::Lead(first) = turns.take(&session, &a).await else {
+        panic!("the first writer leads");
+    };
+    // Queued after the leader took its group: it leads the next turn.
+    let mut second = Box::pin(turns.take(&session, &b));
+    assert!(queued(&mut second));
+    let applied = first.apply(None, 1);
+    first.finish(Ok(applied)).unwrap();
+    let Ticket::Lead(mut second) = second.await else {
+        panic!("the queued writer leads next");
+    };
+    let hint = second.take_hint().expect("the leader's record, as a hint");
+    assert_eq!(serde_json::Value::Object(hint.data), json!({"a": 1}));
+
+    // With nobody queued, the stripe keeps nothing once the turn ends.
+    let applied = second.apply(None, 1);
+    second.finish(Ok(applied)).unwrap();
+    assert!(
+        stripe.lock().last.is_none(),
+        "an idle stripe holds no record"
+    );
+    let Ticket::Lead(mut third) = turns.take(&session, &c).await else {
+        panic!("the turn is free");
+    };
+    assert!(third.take_hint().is_none());
+}
