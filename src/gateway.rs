@@ -197,7 +197,7 @@ impl Gateway {
         self.engine
             .prepare_upstream(session, outgoing.headers_mut())?;
         if let Some(assertion) = &self.assertion {
-            let data = session.map(|session| &session.record().data);
+            let data = session.map(Session::data).transpose()?;
             assertion.write(outgoing.headers_mut(), data, route.upstream.origin())?;
         }
         Ok(outgoing)

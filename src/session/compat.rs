@@ -17,7 +17,7 @@ use super::sealed::{self, SealedSession};
 use super::{b64, signed_id};
 use crate::config::{Compat, Secrets};
 use crate::error::{Error, Result};
-use crate::store::{SessionId, SessionRecord, UnixMillis};
+use crate::store::{LoadedRecord, SessionId, SessionRecord, UnixMillis};
 
 /// How the session cookie is written and read.
 #[derive(Debug)]
@@ -80,23 +80,23 @@ impl CookieCodec {
         name: &str,
         value: &str,
         now: UnixMillis,
-    ) -> Option<(SessionId, SessionRecord)> {
+    ) -> Option<(SessionId, LoadedRecord)> {
         match self {
             CookieCodec::Iron(passwords) => match passwords.open(value, now) {
                 Ok(opened) => Some((
                     seal_id(value),
-                    SessionRecord {
+                    LoadedRecord::parsed(SessionRecord {
                         data: opened.data,
                         created_at: 0,
                         expires_at: opened.expires_at,
-                    },
+                    }),
                 )),
                 Err(reason) => {
                     tracing::debug!(?reason, "iron-session seal refused: a new session");
                     None
                 }
             },
-            _ => sealed::open(keys, name, value, now).map(|s| (s.id, s.record)),
+            _ => sealed::open_lazily(keys, name, value, now),
         }
     }
 

@@ -25,15 +25,17 @@ use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
 use crate::store::merge_patch;
 use crate::store::{
-    Change, Identity, IdentityValue, Lifetime, Refusal, SessionId, SessionRecord, Sessions,
-    UnixMillis, now_millis,
+    Change, Identity, IdentityValue, Lifetime, LoadedRecord, Refusal, SessionData, SessionId,
+    SessionRecord, Sessions, UnixMillis, now_millis,
 };
 
 /// The session of one request, between resolve and commit.
 #[derive(Debug)]
 pub struct Session {
     id: SessionId,
-    record: SessionRecord,
+    /// As loaded: from the cookie or a store, the data stays text until a
+    /// field is read or the session changes.
+    record: LoadedRecord,
     /// No stored session matched the cookie: this one starts now.
     is_new: bool,
     incoming: IncomingCookie,
@@ -49,9 +51,13 @@ impl Session {
         self.public_id.get_or_init(|| session_label(&self.id))
     }
 
-    /// The session as loaded (or started).
-    pub fn record(&self) -> &SessionRecord {
-        &self.record
+    /// The session's data, parsed on first use.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when stored data does not parse.
+    pub fn data(&self) -> Result<&SessionData> {
+        self.record.data()
     }
 
     /// No stored session matched the cookie.
@@ -139,7 +145,7 @@ impl Engine {
             },
             None => Session {
                 id: self.codec.new_id()?,
-                record: SessionRecord::new(now, &self.lifetime),
+                record: LoadedRecord::parsed(SessionRecord::new(now, &self.lifetime)),
                 is_new: true,
                 incoming,
                 public_id: OnceLock::new(),
@@ -152,14 +158,16 @@ impl Engine {
         &self,
         value: &str,
         now: UnixMillis,
-    ) -> Result<Option<(SessionId, SessionRecord)>> {
+    ) -> Result<Option<(SessionId, LoadedRecord)>> {
         let found = match &self.sessions {
             Sessions::Sealed { .. } => {
                 self.codec
                     .open_sealed(&self.keys, &self.cookie.name, value, now)
             }
             Sessions::Server(store) => match self.codec.verify_id(&self.keys, value) {
-                Some(id) => return Ok(store.load(&id).await?.map(|record| (id, record))),
+                Some(id) => {
+                    return Ok(store.load_lazily(&id).await?.map(|record| (id, record)));
+                }
                 None => None,
             },
         };
@@ -176,10 +184,9 @@ impl Engine {
         let Some(key) = &self.identity_key else {
             return false;
         };
-        matches!(
-            IdentityValue::of(session.record.data.get(key)),
-            IdentityValue::Text(_)
-        )
+        // Data that does not parse holds nobody: a required route refuses.
+        let value = session.record.data().ok().and_then(|data| data.get(key));
+        matches!(IdentityValue::of(value), IdentityValue::Text(_))
     }
 
     /// Phase 2: the request as the backend must see it. Without a session
@@ -195,7 +202,7 @@ impl Engine {
         match session {
             Some(session) => self
                 .headers
-                .write(request, session.public_id(), &session.record.data),
+                .write(request, session.public_id(), &session.record),
             None => Ok(()),
         }
     }
@@ -240,7 +247,11 @@ impl Engine {
             cookie_present: session.incoming.is_present(),
             save_uninitialized: self.save_uninitialized,
             rolling: self.rolling,
-            needs_touch: self.needs_touch(&session.record, now),
+            needs_touch: self.needs_touch(
+                session.record.created_at,
+                session.record.expires_at,
+                now,
+            ),
         });
         let sent = std::mem::take(&mut session.incoming.chunks);
         let (id, record) = match outcome {
@@ -264,7 +275,7 @@ impl Engine {
                     return Ok(());
                 }
             },
-            Outcome::Resend => (session.id, session.record),
+            Outcome::Resend => (session.id, session.record.into_record()?),
         };
         self.set_cookie(response, &writer, &id, record, &sent, now)
     }
@@ -304,6 +315,7 @@ impl Engine {
         let Session {
             id, record, is_new, ..
         } = session;
+        let record = record.into_record()?;
         self.codec
             .check_updates(self.reserved, &instructions.updates)?;
         let signs_in = self.signs_in(&record, &instructions.updates)?;
@@ -377,7 +389,8 @@ impl Engine {
 
     /// Moves an unmodified session's expiry.
     async fn touch(&self, session: Session, now: UnixMillis) -> Result<(SessionId, SessionRecord)> {
-        let Session { id, mut record, .. } = session;
+        let Session { id, record, .. } = session;
+        let mut record = record.into_record()?;
         record.expires_at = self.lifetime.expires_at(record.created_at, now);
         if let Sessions::Server(store) = &self.sessions {
             let identity = self
@@ -438,10 +451,9 @@ impl Engine {
 
     /// An unmodified session's expiry moves at most once per
     /// `touch_interval`: only when it would move by at least that much.
-    fn needs_touch(&self, record: &SessionRecord, now: UnixMillis) -> bool {
-        let refreshed = self.lifetime.expires_at(record.created_at, now);
-        refreshed >= record.expires_at.saturating_add(self.touch_interval_ms)
-            && refreshed > record.expires_at
+    fn needs_touch(&self, created_at: UnixMillis, expires_at: UnixMillis, now: UnixMillis) -> bool {
+        let refreshed = self.lifetime.expires_at(created_at, now);
+        refreshed >= expires_at.saturating_add(self.touch_interval_ms) && refreshed > expires_at
     }
 }
 

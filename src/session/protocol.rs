@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::store::SessionData;
+use crate::store::LoadedRecord;
 
 /// Upstream: the session's public id, a one-way hash of the real one, stable
 /// for the session's life and safe to log.
@@ -106,12 +106,20 @@ impl SessionHeaders {
         &self,
         headers: &mut HeaderMap,
         public_id: &str,
-        data: &SessionData,
+        record: &LoadedRecord,
     ) -> Result<(), Error> {
         if let Ok(value) = HeaderValue::from_str(public_id) {
             headers.insert(SESSION_ID, value);
         }
-        headers.insert(SESSION_DATA, json_header(data)?);
+        let data = match record.text().and_then(header_as_is) {
+            Some(value) => value,
+            None => json_header(record.data()?)?,
+        };
+        headers.insert(SESSION_DATA, data);
+        if self.fields.is_empty() {
+            return Ok(());
+        }
+        let data = record.data()?;
         for (key, name) in &self.fields {
             let value = match data.get(key) {
                 None => continue,
@@ -128,6 +136,16 @@ impl SessionHeaders {
         }
         Ok(())
     }
+}
+
+/// Stored JSON text as it is, when it is already what [`json_header`]
+/// would write: the gateway's own compact JSON with nothing to escape
+/// (printable ASCII only). Otherwise `None`, and the data is written anew.
+fn header_as_is(text: &str) -> Option<HeaderValue> {
+    if !text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return None;
+    }
+    HeaderValue::from_str(text).ok()
 }
 
 /// JSON as an ASCII-only header value: non-ASCII text becomes `\uXXXX`.
@@ -236,6 +254,7 @@ fn kind(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{SessionData, SessionRecord};
     use serde_json::json;
 
     #[test]
@@ -283,12 +302,43 @@ mod tests {
             .as_object()
             .unwrap()
             .clone();
+        let record = LoadedRecord::parsed(SessionRecord {
+            data,
+            created_at: 1,
+            expires_at: 2,
+        });
         let mut headers = HeaderMap::new();
-        protocol.write(&mut headers, "pub", &data).unwrap();
+        protocol.write(&mut headers, "pub", &record).unwrap();
         assert_eq!(headers["x-auth-user"], "ada");
         assert_eq!(headers["x-auth-roles"], r#"["a","b"]"#);
         assert!(!headers.contains_key("x-missing"));
         assert_eq!(headers["x-session-id"], "pub");
+    }
+
+    /// What the backend gets from a session loaded as text: the same bytes
+    /// as from the parsed map, whether the text can go as it is or not.
+    #[test]
+    fn stored_text_goes_upstream_as_the_map_would() {
+        let mut fields = indexmap::IndexMap::new();
+        fields.insert("user".to_owned(), "X-Auth-User".to_owned());
+        for text in [
+            r#"{"user":"ada","n":12345678901234567890123,"f":1.50,"q":"a\"b"}"#,
+            r#"{"user":"Zoë 🦀"}"#,
+            "{\"del\":\"\u{7f}\"}",
+            "{}",
+        ] {
+            let raw = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+            let loaded = LoadedRecord::from_text(&raw, 1, 2).unwrap();
+            let parsed: SessionData = serde_json::from_str(text).unwrap();
+            for protocol in [
+                SessionHeaders::new(&fields),
+                SessionHeaders::new(&indexmap::IndexMap::new()),
+            ] {
+                let mut headers = HeaderMap::new();
+                protocol.write(&mut headers, "pub", &loaded).unwrap();
+                assert_eq!(headers["x-session-data"], ascii_json(&parsed), "{text}");
+            }
+        }
     }
 
     #[test]

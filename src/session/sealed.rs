@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::b64;
 use super::keys::Keyring;
 use crate::error::Error;
-use crate::store::{SessionData, SessionId, SessionRecord, UnixMillis};
+use crate::store::{LoadedRecord, SessionData, SessionId, SessionRecord, UnixMillis};
 
 const VERSION: &str = "v1";
 const NONCE_LEN: usize = 12;
@@ -84,6 +84,21 @@ pub fn open(
     value: &str,
     now: UnixMillis,
 ) -> Option<SealedSession> {
+    let (id, record) = open_lazily(keys, cookie_name, value, now)?;
+    Some(SealedSession {
+        id,
+        record: record.into_record().ok()?,
+    })
+}
+
+/// As [`open`], with the session's data left as the JSON text the seal
+/// held (see [`LoadedRecord`]): the request path's read.
+pub fn open_lazily(
+    keys: &Keyring,
+    cookie_name: &str,
+    value: &str,
+    now: UnixMillis,
+) -> Option<(SessionId, LoadedRecord)> {
     let mut parts = value.splitn(3, '.');
     let (version, key_id, body) = (parts.next()?, parts.next()?, parts.next()?);
     if version != VERSION {
@@ -109,15 +124,8 @@ pub fn open(
     if plain.e <= now {
         return None;
     }
-    let data: SessionData = serde_json::from_str(plain.d.get()).ok()?;
-    Some(SealedSession {
-        id: SessionId::from_trusted(plain.id),
-        record: SessionRecord {
-            data,
-            created_at: plain.c,
-            expires_at: plain.e,
-        },
-    })
+    let record = LoadedRecord::from_text(plain.d, plain.c, plain.e).ok()?;
+    Some((SessionId::from_trusted(plain.id), record))
 }
 
 #[cfg(test)]

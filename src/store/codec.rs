@@ -11,6 +11,7 @@ pub mod express;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::loaded::LoadedRecord;
 use super::record::{SessionData, SessionRecord, UnixMillis};
 
 /// Turns a record's data and creation time into the stored text and back.
@@ -21,6 +22,12 @@ pub trait RecordCodec: Send + Sync + 'static {
     /// Rebuilds a record from stored text; `expires_at` comes from the
     /// backend's native expiry.
     fn decode(&self, text: &[u8], expires_at: UnixMillis) -> Result<SessionRecord, String>;
+
+    /// As [`RecordCodec::decode`], leaving the data as text where the
+    /// layout holds it as it is sent upstream (see [`LoadedRecord`]).
+    fn decode_lazily(&self, text: &[u8], expires_at: UnixMillis) -> Result<LoadedRecord, String> {
+        self.decode(text, expires_at).map(LoadedRecord::parsed)
+    }
 }
 
 /// sessiongate's own layout: `{"v":1,"created":<ms>,"data":{...}}`.
@@ -54,6 +61,12 @@ impl RecordCodec for NativeCodec {
     }
 
     fn decode(&self, text: &[u8], expires_at: UnixMillis) -> Result<SessionRecord, String> {
+        self.decode_lazily(text, expires_at)?
+            .into_record()
+            .map_err(|e| e.to_string())
+    }
+
+    fn decode_lazily(&self, text: &[u8], expires_at: UnixMillis) -> Result<LoadedRecord, String> {
         let body: BodyIn = serde_json::from_slice(text)
             .map_err(|e| format!("stored session is not readable: {e}"))?;
         if body.v != 1 {
@@ -62,13 +75,7 @@ impl RecordCodec for NativeCodec {
                 body.v
             ));
         }
-        let data: SessionData = serde_json::from_str(body.data.get())
-            .map_err(|e| format!("stored session data is not an object: {e}"))?;
-        Ok(SessionRecord {
-            data,
-            created_at: body.created,
-            expires_at,
-        })
+        LoadedRecord::from_text(body.data, body.created, expires_at)
     }
 }
 

@@ -31,6 +31,7 @@ use async_trait::async_trait;
 
 use super::codec::RecordCodec;
 use super::identity::Identity;
+use super::loaded::LoadedRecord;
 use super::record::{Change, Refusal, SessionId, SessionRecord, UnixMillis, now_millis};
 use super::turns::{Applied, Lead, Ticket, UpdateTurns};
 use super::{Revoked, SessionStore, StoreSettings};
@@ -214,6 +215,15 @@ impl<B: Backend> StoreCore<B> {
 
     /// The record in `stored`, or `None` (logged) when it is not readable.
     fn decode(&self, stored: &Stored<B::Version>) -> Option<SessionRecord> {
+        readable(
+            self.backend.kind(),
+            self.decode_lazily(stored)?.into_record(),
+        )
+    }
+
+    /// The record in `stored`, its data left as text where the codec
+    /// allows, or `None` (logged) when it is not readable.
+    fn decode_lazily(&self, stored: &Stored<B::Version>) -> Option<LoadedRecord> {
         let store = self.backend.kind();
         let Some(expires_at) = stored.expires_at else {
             tracing::warn!(
@@ -222,10 +232,7 @@ impl<B: Backend> StoreCore<B> {
             );
             return None;
         };
-        self.codec
-            .decode(&stored.text, expires_at)
-            .inspect_err(|error| tracing::debug!(store, %error, "treating an unreadable session as no session"))
-            .ok()
+        readable(store, self.codec.decode_lazily(&stored.text, expires_at))
     }
 
     /// The identity `record` is indexed under.
@@ -325,6 +332,19 @@ async fn back_off(round: u32) {
     tokio::time::sleep(Duration::from_millis(millis)).await;
 }
 
+/// The decoded record, or `None` for an unreadable one: treated as no
+/// session, and logged.
+fn readable<T, E: std::fmt::Display>(
+    store: &'static str,
+    decoded: std::result::Result<T, E>,
+) -> Option<T> {
+    decoded
+        .inspect_err(
+            |error| tracing::debug!(store, %error, "treating an unreadable session as no session"),
+        )
+        .ok()
+}
+
 #[async_trait]
 impl<B: Backend> SessionStore for StoreCore<B> {
     fn kind(&self) -> &'static str {
@@ -332,14 +352,19 @@ impl<B: Backend> SessionStore for StoreCore<B> {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let loaded = self.load_lazily(id).await?;
+        Ok(loaded.and_then(|loaded| readable(self.backend.kind(), loaded.into_record())))
+    }
+
+    async fn load_lazily(&self, id: &SessionId) -> Result<Option<LoadedRecord>> {
         self.observe("load", async {
             let Some(stored) = self.backend.read(id).await? else {
                 return Ok(None);
             };
-            let Some(record) = self.decode(&stored) else {
+            let Some(record) = self.decode_lazily(&stored) else {
                 return Ok(None);
             };
-            if !record.is_expired(now_millis()) {
+            if record.expires_at > now_millis() {
                 return Ok(Some(record));
             }
             if !self.keep_expired

@@ -36,6 +36,7 @@ pub mod codec;
 pub mod core;
 pub mod dynamodb;
 pub mod identity;
+pub mod loaded;
 pub mod memory;
 pub mod merge_patch;
 pub mod mysql;
@@ -52,6 +53,7 @@ use async_trait::async_trait;
 pub use codec::{NativeCodec, RecordCodec};
 pub use core::{Backend, Entry, StoreCore, Stored};
 pub use identity::{Identity, IdentityValue};
+pub use loaded::LoadedRecord;
 pub use record::{
     Change, Lifetime, Refusal, SessionData, SessionId, SessionRecord, UnixMillis, expiry_seconds,
     now_millis,
@@ -69,6 +71,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The live record under `id`, or `None` when there is none or it has
     /// expired.
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>>;
+
+    /// As [`SessionStore::load`], with the data left as the text the store
+    /// held where the layout allows: the request path's read (see
+    /// [`LoadedRecord`]).
+    async fn load_lazily(&self, id: &SessionId) -> Result<Option<LoadedRecord>> {
+        Ok(self.load(id).await?.map(LoadedRecord::parsed))
+    }
 
     /// Applies `change` atomically to the record under `id` (creating it when
     /// missing or expired) and returns the record right after it. Concurrent
