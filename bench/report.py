@@ -302,6 +302,32 @@ def main():
     check("cookie store, read ≤ 35,000 user-space instructions per request (callgrind)", v,
           lambda x: x <= 35_000, fmt(v, ",.0f"))
 
+    # The performance issue's targets: requests per proxy CPU-second against
+    # nginx proxy_pass, p99 within 1.5× of nginx's, and RSS at 1,000
+    # connections with the access log on (as shipped) and off.
+    def per_cpu_ratio(name, workload):
+        a, b = rows.get((name, workload)), rows.get(("nginx", workload))
+        return ratio(a and a["per_cpu_s"], b and b["per_cpu_s"])
+
+    for name, workload, label, floor in (
+            ("sessiongate-cookie", "read", "cookie store, read", 1.0),
+            ("sessiongate-cookie", "write", "cookie store, write", 0.9),
+            ("sessiongate-redis", "read", "Redis store, read", 0.85),
+            ("sessiongate-redis", "write-spread", "Redis store, write over many sessions", 0.75),
+            ("sessiongate-redis-express", "read", "express-session compat on Redis, read", 0.8)):
+        r = per_cpu_ratio(name, workload)
+        check(f"{label} ≥ {floor}× nginx requests per proxy CPU-second", r,
+              lambda v, floor=floor: v >= floor, fmt(r, ".2f") + "×")
+        a, b = rows.get((name, workload)), rows.get(("nginx", workload))
+        r = ratio(a and a["p99"], b and b["p99"])
+        check(f"{label} p99 ≤ 1.5× nginx", r, lambda v: v <= 1.5, fmt(r, ".2f") + "×")
+    for name, label in (("sessiongate-cookie", "access log on"),
+                        ("sessiongate-cookie-noaccess", "access log off")):
+        a = rows.get((name, "conn1000"))
+        v = a and a["hwm"]
+        check(f"cookie store, {label}: RSS ≤ 32 MiB with 1,000 connections (peak)", v,
+              lambda x: x <= 32, fmt(v, ".1f") + " MiB")
+
     w("## Targets")
     w("")
     met = sum(1 for c in checks if c[2].endswith("met") and c[2].startswith("✅"))
