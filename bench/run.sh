@@ -66,18 +66,7 @@ log() { printf '\033[1mbench\033[0m [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 fail() { die bench "error: $*"; }
 
 # ---------------------------------------------------------------- tools
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-missing=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-command -v curl >/dev/null || missing+=(curl)
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]} from apt"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing bench nginx:nginx-light wrk:wrk redis-server:redis-server redis-cli:redis-tools curl:curl
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 for tool in wrk redis-server redis-cli curl node npm taskset python3 cargo; do
     command -v "$tool" >/dev/null || fail "$tool is required"

@@ -37,6 +37,23 @@ die() {
     exit 1
 }
 
+# Installs from apt the package of each COMMAND that is missing, given as
+# COMMAND:PACKAGE (as root, or through sudo); NAME labels the log line.
+#   install_missing bench nginx:nginx-light wrk:wrk redis-cli:redis-tools
+install_missing() {
+    local name=$1 pair missing=() sudo=()
+    shift
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || [ -x "/usr/sbin/${pair%%:*}" ] ||
+            missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    say "$name" "installing ${missing[*]} from apt"
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # Succeeds when something listens on 127.0.0.1:$1 (a bash /dev/tcp probe).
 port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

@@ -61,17 +61,7 @@ MAX_RATE="${SOAK_MAX_RATE:-800}"
 
 log() { printf '\033[1msoak\033[0m [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 fail() { die soak "error: $*"; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-command -v curl >/dev/null || missing+=(curl)
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]} from apt"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing soak wrk:wrk redis-server:redis-server redis-cli:redis-tools curl:curl
 for tool in redis-server redis-cli curl wrk python3 cargo; do
     command -v "$tool" >/dev/null || fail "$tool is required"
 done
