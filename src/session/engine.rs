@@ -12,14 +12,13 @@ use std::sync::OnceLock;
 
 use http::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use super::b64;
 use super::compat::CookieCodec;
 use super::cookies::{self, CookieWriter, IncomingCookie};
 use super::decision::{Facts, Outcome, decide};
 use super::keys::Keyring;
 use super::protocol::{self, Instructions, SessionHeaders};
+use super::sealed::Opened;
 use super::response::{expire_chunks, keep_out_of_shared_caches, max_age_secs};
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
@@ -39,8 +38,8 @@ pub struct Session {
     /// No stored session matched the cookie: this one starts now.
     is_new: bool,
     incoming: IncomingCookie,
-    /// The public id, hashed once: the upstream header and the access log
-    /// both need it.
+    /// The public id, derived once (or carried in the sealed cookie): the
+    /// upstream header and the access log both need it.
     public_id: OnceLock<String>,
 }
 
@@ -48,7 +47,7 @@ impl Session {
     /// A stable, loggable identifier: a one-way hash of the id, so knowing
     /// it is not enough to use the session.
     pub fn public_id(&self) -> &str {
-        self.public_id.get_or_init(|| session_label(&self.id))
+        self.public_id.get_or_init(|| self.id.public_id())
     }
 
     /// The session's data, parsed on first use.
@@ -136,12 +135,16 @@ impl Engine {
             Some(value) => self.open(value, now).await?,
         };
         Ok(match found {
-            Some((id, record)) => Session {
+            Some(Opened {
+                id,
+                record,
+                public_id,
+            }) => Session {
                 id,
                 record,
                 is_new: false,
                 incoming,
-                public_id: OnceLock::new(),
+                public_id: public_id.map(OnceLock::from).unwrap_or_default(),
             },
             None => Session {
                 id: self.codec.new_id()?,
@@ -158,7 +161,7 @@ impl Engine {
         &self,
         value: &str,
         now: UnixMillis,
-    ) -> Result<Option<(SessionId, LoadedRecord)>> {
+    ) -> Result<Option<Opened>> {
         let found = match &self.sessions {
             Sessions::Sealed { .. } => {
                 self.codec
@@ -166,7 +169,12 @@ impl Engine {
             }
             Sessions::Server(store) => match self.codec.verify_id(&self.keys, value) {
                 Some(id) => {
-                    return Ok(store.load_lazily(&id).await?.map(|record| (id, record)));
+                    let record = store.load_lazily(&id).await?;
+                    return Ok(record.map(|record| Opened {
+                        id,
+                        record,
+                        public_id: None,
+                    }));
                 }
                 None => None,
             },
@@ -345,7 +353,7 @@ impl Engine {
                 Ok(Some((new_id.unwrap_or(id), record)))
             }
             Err(error) if error.is_session_gone() => {
-                tracing::warn!(session = %session_label(&id), "an update arrived for a session that was destroyed or moved meanwhile: it was not applied");
+                tracing::warn!(session = %id.public_id(), "an update arrived for a session that was destroyed or moved meanwhile: it was not applied");
                 metrics::counter!("sessiongate_session_updates_dropped_total").increment(1);
                 Ok(None)
             }
@@ -455,14 +463,6 @@ impl Engine {
         let refreshed = self.lifetime.expires_at(created_at, now);
         refreshed >= expires_at.saturating_add(self.touch_interval_ms) && refreshed > expires_at
     }
-}
-
-/// The public id of a session id, for logs.
-fn session_label(id: &SessionId) -> String {
-    let digest = Sha256::new_with_prefix(b"sessiongate/public-id/")
-        .chain_update(id.as_str())
-        .finalize();
-    b64::encode(&digest[..16])
 }
 
 fn reject_cookie() {

@@ -32,6 +32,8 @@ pub struct SealedSession {
 #[derive(Serialize)]
 struct PlainOut<'a> {
     id: &'a str,
+    /// The public id, derived once here so that reads need not hash.
+    p: &'a str,
     c: UnixMillis,
     e: UnixMillis,
     d: &'a SessionData,
@@ -40,22 +42,42 @@ struct PlainOut<'a> {
 #[derive(Deserialize)]
 struct PlainIn<'a> {
     id: String,
+    /// Absent from seals made before it was carried: derived then.
+    #[serde(default)]
+    p: Option<String>,
     c: UnixMillis,
     e: UnixMillis,
     #[serde(borrow)]
     d: &'a RawValue,
 }
 
+/// A session opened from its seal, its data still the sealed JSON text.
+#[derive(Debug)]
+pub struct Opened {
+    /// The session's id.
+    pub id: SessionId,
+    /// Its record, the data still text.
+    pub record: LoadedRecord,
+    /// `X-Session-Id`, as the seal carried it (`None` for a seal older
+    /// than that, or iron-session's): a read then does not derive it.
+    pub public_id: Option<String>,
+}
+
 /// Seals `session` under the current key.
 pub fn seal(keys: &Keyring, cookie_name: &str, session: &SealedSession) -> Result<String, Error> {
     let plain = PlainOut {
         id: session.id.as_str(),
+        p: &session.id.public_id(),
         c: session.record.created_at,
         e: session.record.expires_at,
         d: &session.record.data,
     };
     let plaintext =
         serde_json::to_vec(&plain).map_err(|_| Error::internal("cannot serialize the session"))?;
+    seal_plaintext(keys, cookie_name, &plaintext)
+}
+
+fn seal_plaintext(keys: &Keyring, cookie_name: &str, plaintext: &[u8]) -> Result<String, Error> {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce)
         .map_err(|e| Error::internal(format!("the OS random generator failed: {e}")))?;
@@ -65,7 +87,7 @@ pub fn seal(keys: &Keyring, cookie_name: &str, session: &SealedSession) -> Resul
         .encrypt(
             &Nonce::from(nonce),
             Payload {
-                msg: &plaintext,
+                msg: plaintext,
                 aad: cookie_name.as_bytes(),
             },
         )
@@ -84,10 +106,10 @@ pub fn open(
     value: &str,
     now: UnixMillis,
 ) -> Option<SealedSession> {
-    let (id, record) = open_lazily(keys, cookie_name, value, now)?;
+    let opened = open_lazily(keys, cookie_name, value, now)?;
     Some(SealedSession {
-        id,
-        record: record.into_record().ok()?,
+        id: opened.id,
+        record: opened.record.into_record().ok()?,
     })
 }
 
@@ -98,7 +120,7 @@ pub fn open_lazily(
     cookie_name: &str,
     value: &str,
     now: UnixMillis,
-) -> Option<(SessionId, LoadedRecord)> {
+) -> Option<Opened> {
     let mut parts = value.splitn(3, '.');
     let (version, key_id, body) = (parts.next()?, parts.next()?, parts.next()?);
     if version != VERSION {
@@ -124,8 +146,11 @@ pub fn open_lazily(
     if plain.e <= now {
         return None;
     }
-    let record = LoadedRecord::from_text(plain.d, plain.c, plain.e).ok()?;
-    Some((SessionId::from_trusted(plain.id), record))
+    Some(Opened {
+        id: SessionId::from_trusted(plain.id),
+        record: LoadedRecord::from_text(plain.d, plain.c, plain.e).ok()?,
+        public_id: plain.p,
+    })
 }
 
 #[cfg(test)]
@@ -180,6 +205,24 @@ mod tests {
         );
         assert_eq!(open(&keys, "sid", "v1.zz.garbage", 0), None);
         assert_eq!(open(&keys, "sid", "", 0), None);
+    }
+
+    #[test]
+    fn the_seal_carries_the_public_id_and_older_seals_still_open() {
+        let keys = ring("a", &[]);
+        let s = session(10_000);
+        let value = seal(&keys, "sid", &s).unwrap();
+        let opened = open_lazily(&keys, "sid", &value, 0).unwrap();
+        assert_eq!(opened.public_id, Some(s.id.public_id()));
+
+        let without = format!(
+            r#"{{"id":"{}","c":1,"e":10000,"d":{{"user":"ada"}}}}"#,
+            s.id.as_str()
+        );
+        let older = seal_plaintext(&keys, "sid", without.as_bytes()).unwrap();
+        let opened = open_lazily(&keys, "sid", &older, 0).unwrap();
+        assert_eq!((opened.id, opened.public_id), (s.id, None));
+        assert_eq!(opened.record.text(), Some(r#"{"user":"ada"}"#));
     }
 
     #[test]

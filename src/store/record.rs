@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 
@@ -49,6 +50,16 @@ impl SessionId {
     /// The whole id, for store keys and MACs: never for logs.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The public id (`X-Session-Id`, logs): the first 16 bytes of
+    /// SHA-256 of `sessiongate/public-id/` and the id, base64url. Stable
+    /// for the session; knowing it is not enough to use the session.
+    pub fn public_id(&self) -> String {
+        let digest = Sha256::new_with_prefix(b"sessiongate/public-id/")
+            .chain_update(&self.0)
+            .finalize();
+        URL_SAFE_NO_PAD.encode(&digest[..16])
     }
 }
 
