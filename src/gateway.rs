@@ -178,8 +178,10 @@ impl Gateway {
             pending.is_some(),
         )?;
         let response = self.send(route, outgoing, trace).await?;
-        self.respond(response, pending, session, client, trace)
-            .await
+        // Boxed: the response phase's state is the largest (a store write
+        // included), and a request spends most of its life before it,
+        // waiting for the upstream, so it need not carry that state then.
+        Box::pin(self.respond(response, pending, session, client, trace)).await
     }
 
     /// Phase 2: the request as the backend sees it.

@@ -27,27 +27,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && *name == UPGRADE))
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    let proxy_headers: Vec<HeaderName> = headers
+    // Only the names present are removed: each removal hashes its name.
+    let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
+        .filter(|name| is_hop_by_hop(name) || named.contains(name))
+        .filter(|name| !(upgrade && *name == UPGRADE))
         .cloned()
         .collect();
-    for name in proxy_headers {
+    for name in doomed {
         headers.remove(name);
     }
-    for name in [&KEEP_ALIVE, &TE, &TRANSFER_ENCODING] {
-        headers.remove(name);
-    }
-    headers.remove(CONNECTION);
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
 }
 
@@ -129,8 +121,15 @@ pub fn remove_underscored(headers: &mut HeaderMap) {
 /// Removes the forwarding headers the gateway does not rewrite itself,
 /// `Forwarded` and `X-Real-IP`, for a peer that is not a trusted proxy.
 pub fn remove_untrusted_forwarding(headers: &mut HeaderMap) {
-    headers.remove(FORWARDED);
-    headers.remove(&X_REAL_IP);
+    // A scan of the names first: most requests carry neither, and a
+    // removal hashes its name.
+    if headers
+        .keys()
+        .any(|name| name == FORWARDED || name == X_REAL_IP)
+    {
+        headers.remove(FORWARDED);
+        headers.remove(&X_REAL_IP);
+    }
 }
 
 /// The scheme a trusted proxy says the client used.
