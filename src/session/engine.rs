@@ -18,8 +18,8 @@ use super::cookies::{self, CookieWriter, IncomingCookie};
 use super::decision::{Facts, Outcome, decide};
 use super::keys::Keyring;
 use super::protocol::{self, Instructions, SessionHeaders};
-use super::sealed::Opened;
 use super::response::{expire_chunks, keep_out_of_shared_caches, max_age_secs};
+use super::sealed::Opened;
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
 use crate::store::merge_patch;
@@ -157,11 +157,7 @@ impl Engine {
     }
 
     /// The session a cookie value opens, if any.
-    async fn open(
-        &self,
-        value: &str,
-        now: UnixMillis,
-    ) -> Result<Option<Opened>> {
+    async fn open(&self, value: &str, now: UnixMillis) -> Result<Option<Opened>> {
         let found = match &self.sessions {
             Sessions::Sealed { .. } => {
                 self.codec
