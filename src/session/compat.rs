@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::express::{self, ExpressSigner};
 use super::iron::IronPasswords;
 use super::keys::Keyring;
-use super::sealed::{self, Opened, SealedSession};
+use super::sealed::{self, SealedSession};
 use super::{b64, signed_id};
 use crate::config::{Compat, Secrets};
 use crate::error::{Error, Result};
@@ -80,18 +80,17 @@ impl CookieCodec {
         name: &str,
         value: &str,
         now: UnixMillis,
-    ) -> Option<Opened> {
+    ) -> Option<(SessionId, LoadedRecord)> {
         match self {
             CookieCodec::Iron(passwords) => match passwords.open(value, now) {
-                Ok(opened) => Some(Opened {
-                    id: seal_id(value),
-                    record: LoadedRecord::parsed(SessionRecord {
+                Ok(opened) => Some((
+                    seal_id(value),
+                    LoadedRecord::parsed(SessionRecord {
                         data: opened.data,
                         created_at: 0,
                         expires_at: opened.expires_at,
                     }),
-                    public_id: None,
-                }),
+                )),
                 Err(reason) => {
                     tracing::debug!(?reason, "iron-session seal refused: a new session");
                     None

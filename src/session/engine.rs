@@ -8,8 +8,6 @@
 //!    store, and set or clear the cookie, all before the response head goes
 //!    to the client.
 
-use std::sync::OnceLock;
-
 use http::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Map, Value};
 
@@ -19,7 +17,6 @@ use super::decision::{Facts, Outcome, decide};
 use super::keys::Keyring;
 use super::protocol::{self, Instructions, SessionHeaders};
 use super::response::{expire_chunks, keep_out_of_shared_caches, max_age_secs};
-use super::sealed::Opened;
 use crate::config::{Config, CookieConfig, Secrets, Secure};
 use crate::error::{Error, Result};
 use crate::store::merge_patch;
@@ -38,16 +35,13 @@ pub struct Session {
     /// No stored session matched the cookie: this one starts now.
     is_new: bool,
     incoming: IncomingCookie,
-    /// The public id, derived once (or carried in the sealed cookie): the
-    /// upstream header and the access log both need it.
-    public_id: OnceLock<String>,
 }
 
 impl Session {
     /// A stable, loggable identifier: a one-way hash of the id, so knowing
     /// it is not enough to use the session.
     pub fn public_id(&self) -> &str {
-        self.public_id.get_or_init(|| self.id.public_id())
+        self.id.public_id()
     }
 
     /// The session's data, parsed on first use.
@@ -135,29 +129,27 @@ impl Engine {
             Some(value) => self.open(value, now).await?,
         };
         Ok(match found {
-            Some(Opened {
-                id,
-                record,
-                public_id,
-            }) => Session {
+            Some((id, record)) => Session {
                 id,
                 record,
                 is_new: false,
                 incoming,
-                public_id: public_id.map(OnceLock::from).unwrap_or_default(),
             },
             None => Session {
                 id: self.codec.new_id()?,
                 record: LoadedRecord::parsed(SessionRecord::new(now, &self.lifetime)),
                 is_new: true,
                 incoming,
-                public_id: OnceLock::new(),
             },
         })
     }
 
     /// The session a cookie value opens, if any.
-    async fn open(&self, value: &str, now: UnixMillis) -> Result<Option<Opened>> {
+    async fn open(
+        &self,
+        value: &str,
+        now: UnixMillis,
+    ) -> Result<Option<(SessionId, LoadedRecord)>> {
         let found = match &self.sessions {
             Sessions::Sealed { .. } => {
                 self.codec
@@ -165,12 +157,7 @@ impl Engine {
             }
             Sessions::Server(store) => match self.codec.verify_id(&self.keys, value) {
                 Some(id) => {
-                    let record = store.load_lazily(&id).await?;
-                    return Ok(record.map(|record| Opened {
-                        id,
-                        record,
-                        public_id: None,
-                    }));
+                    return Ok(store.load_lazily(&id).await?.map(|record| (id, record)));
                 }
                 None => None,
             },

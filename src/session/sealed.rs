@@ -51,23 +51,11 @@ struct PlainIn<'a> {
     d: &'a RawValue,
 }
 
-/// A session opened from its seal, its data still the sealed JSON text.
-#[derive(Debug)]
-pub struct Opened {
-    /// The session's id.
-    pub id: SessionId,
-    /// Its record, the data still text.
-    pub record: LoadedRecord,
-    /// `X-Session-Id`, as the seal carried it (`None` for a seal older
-    /// than that, or iron-session's): a read then does not derive it.
-    pub public_id: Option<String>,
-}
-
 /// Seals `session` under the current key.
 pub fn seal(keys: &Keyring, cookie_name: &str, session: &SealedSession) -> Result<String, Error> {
     let plain = PlainOut {
         id: session.id.as_str(),
-        p: &session.id.public_id(),
+        p: session.id.public_id(),
         c: session.record.created_at,
         e: session.record.expires_at,
         d: &session.record.data,
@@ -106,10 +94,10 @@ pub fn open(
     value: &str,
     now: UnixMillis,
 ) -> Option<SealedSession> {
-    let opened = open_lazily(keys, cookie_name, value, now)?;
+    let (id, record) = open_lazily(keys, cookie_name, value, now)?;
     Some(SealedSession {
-        id: opened.id,
-        record: opened.record.into_record().ok()?,
+        id,
+        record: record.into_record().ok()?,
     })
 }
 
@@ -120,7 +108,7 @@ pub fn open_lazily(
     cookie_name: &str,
     value: &str,
     now: UnixMillis,
-) -> Option<Opened> {
+) -> Option<(SessionId, LoadedRecord)> {
     let mut parts = value.splitn(3, '.');
     let (version, key_id, body) = (parts.next()?, parts.next()?, parts.next()?);
     if version != VERSION {
@@ -146,11 +134,12 @@ pub fn open_lazily(
     if plain.e <= now {
         return None;
     }
-    Some(Opened {
-        id: SessionId::from_trusted(plain.id),
-        record: LoadedRecord::from_text(plain.d, plain.c, plain.e).ok()?,
-        public_id: plain.p,
-    })
+    let record = LoadedRecord::from_text(plain.d, plain.c, plain.e).ok()?;
+    let id = match plain.p {
+        Some(public_id) => SessionId::with_public_id(plain.id, public_id),
+        None => SessionId::from_trusted(plain.id),
+    };
+    Some((id, record))
 }
 
 #[cfg(test)]
@@ -212,17 +201,29 @@ mod tests {
         let keys = ring("a", &[]);
         let s = session(10_000);
         let value = seal(&keys, "sid", &s).unwrap();
-        let opened = open_lazily(&keys, "sid", &value, 0).unwrap();
-        assert_eq!(opened.public_id, Some(s.id.public_id()));
+        assert!(value.len() > 0);
+        let carried = format!(
+            r#"{{"id":"{}","p":"carried","c":1,"e":10000,"d":{{}}}}"#,
+            s.id.as_str()
+        );
+        let carried = seal_plaintext(&keys, "sid", carried.as_bytes()).unwrap();
+        let (id, _) = open_lazily(&keys, "sid", &carried, 0).unwrap();
+        assert_eq!(
+            id.public_id(),
+            "carried",
+            "the seal's copy, not derived again"
+        );
+        let (id, _) = open_lazily(&keys, "sid", &value, 0).unwrap();
+        assert_eq!(id.public_id(), s.id.public_id());
 
         let without = format!(
             r#"{{"id":"{}","c":1,"e":10000,"d":{{"user":"ada"}}}}"#,
             s.id.as_str()
         );
         let older = seal_plaintext(&keys, "sid", without.as_bytes()).unwrap();
-        let opened = open_lazily(&keys, "sid", &older, 0).unwrap();
-        assert_eq!((opened.id, opened.public_id), (s.id, None));
-        assert_eq!(opened.record.text(), Some(r#"{"user":"ada"}"#));
+        let (id, record) = open_lazily(&keys, "sid", &older, 0).unwrap();
+        assert_eq!(id.public_id(), s.id.public_id(), "derived");
+        assert_eq!(record.text(), Some(r#"{"user":"ada"}"#));
     }
 
     #[test]

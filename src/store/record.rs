@@ -2,6 +2,7 @@
 //! session engine share, with the expiry rules in one place.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -28,9 +29,14 @@ pub fn now_millis() -> UnixMillis {
 /// A session id: at least 128 random bits from the OS CSPRNG, base64url.
 ///
 /// It is the store's key and is never shown to the backend: the cookie
-/// carries it with a MAC, and `X-Session-Id` carries a one-way derivation.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+/// carries it with a MAC, and `X-Session-Id` carries a one-way derivation,
+/// its public id, derived at most once per id (or carried in the cookie
+/// store's seal).
+#[derive(Clone)]
+pub struct SessionId {
+    id: String,
+    public: OnceLock<String>,
+}
 
 impl SessionId {
     /// A fresh id: 256 bits from the OS CSPRNG.
@@ -38,35 +44,65 @@ impl SessionId {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
             .map_err(|e| Error::internal(format!("cannot create a session id: {e}")))?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        Ok(Self::from_trusted(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     /// Wraps an id that has already been authenticated (MAC checked) or that
     /// a store handed back.
     pub fn from_trusted(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self {
+            id: id.into(),
+            public: OnceLock::new(),
+        }
+    }
+
+    /// As [`SessionId::from_trusted`], with its public id as a seal
+    /// carried it (authenticated with the id).
+    pub fn with_public_id(id: String, public_id: String) -> Self {
+        Self {
+            id,
+            public: OnceLock::from(public_id),
+        }
     }
 
     /// The whole id, for store keys and MACs: never for logs.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
     }
 
     /// The public id (`X-Session-Id`, logs): the first 16 bytes of
     /// SHA-256 of `sessiongate/public-id/` and the id, base64url. Stable
     /// for the session; knowing it is not enough to use the session.
-    pub fn public_id(&self) -> String {
-        let digest = Sha256::new_with_prefix(b"sessiongate/public-id/")
-            .chain_update(&self.0)
-            .finalize();
-        URL_SAFE_NO_PAD.encode(&digest[..16])
+    pub fn public_id(&self) -> &str {
+        self.public.get_or_init(|| {
+            let digest = Sha256::new_with_prefix(b"sessiongate/public-id/")
+                .chain_update(&self.id)
+                .finalize();
+            URL_SAFE_NO_PAD.encode(&digest[..16])
+        })
+    }
+}
+
+/// The same id is the same session, whether or not its public id has been
+/// derived yet.
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for SessionId {}
+
+impl std::hash::Hash for SessionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
     }
 }
 
 /// Ids are secrets: never print them whole.
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: String = self.0.chars().take(6).collect();
+        let shown: String = self.id.chars().take(6).collect();
         write!(f, "SessionId({shown}…)")
     }
 }
