@@ -45,7 +45,8 @@ struct Entry {
     identity: Option<Identity>,
 }
 
-type Map = HashMap<SessionId, Entry>;
+/// Keyed by the id's text: a `SessionId` also caches its public id.
+type Map = HashMap<String, Entry>;
 
 /// A map of sessions behind a lock that is never held across an await.
 #[derive(Debug)]
@@ -74,7 +75,7 @@ impl MemoryBackend {
 
     /// Makes room for one more session, or says the store is full.
     fn ensure_room(&self, sessions: &mut Map, id: &SessionId) -> Result<()> {
-        if sessions.len() < self.max_sessions || sessions.contains_key(id) {
+        if sessions.len() < self.max_sessions || sessions.contains_key(id.as_str()) {
             return Ok(());
         }
         let now = now_millis();
@@ -90,9 +91,9 @@ impl MemoryBackend {
     }
 
     fn store(&self, sessions: &mut Map, id: &SessionId, write: Write<'_>) {
-        let version = sessions.get(id).map_or(0, |entry| entry.version) + 1;
+        let version = sessions.get(id.as_str()).map_or(0, |entry| entry.version) + 1;
         sessions.insert(
-            id.clone(),
+            id.as_str().to_owned(),
             Entry {
                 text: write.text,
                 expires_at: write.expires_at,
@@ -129,7 +130,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn read(&self, id: &SessionId) -> Result<Option<Stored<u64>>> {
-        Ok(self.lock().get(id).map(|entry| Stored {
+        Ok(self.lock().get(id.as_str()).map(|entry| Stored {
             text: entry.text.clone(),
             expires_at: Some(entry.expires_at),
             version: entry.version,
@@ -143,7 +144,7 @@ impl Backend for MemoryBackend {
         write: Write<'_>,
     ) -> Result<bool> {
         let mut sessions = self.lock();
-        let current = sessions.get(id).map(|entry| entry.version);
+        let current = sessions.get(id.as_str()).map(|entry| entry.version);
         if current != expected.map(|stored| stored.version) {
             return Ok(false);
         }
@@ -166,7 +167,7 @@ impl Backend for MemoryBackend {
         now: UnixMillis,
         _identity: Option<&Identity>,
     ) -> Result<()> {
-        if let Some(entry) = self.lock().get_mut(id)
+        if let Some(entry) = self.lock().get_mut(id.as_str())
             && entry.expires_at > now
         {
             entry.expires_at = expires_at;
@@ -175,14 +176,14 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<()> {
-        self.lock().remove(id);
+        self.lock().remove(id.as_str());
         Ok(())
     }
 
     async fn delete_if(&self, id: &SessionId, expected: &Stored<u64>) -> Result<()> {
         let mut sessions = self.lock();
-        if sessions.get(id).map(|entry| entry.version) == Some(expected.version) {
-            sessions.remove(id);
+        if sessions.get(id.as_str()).map(|entry| entry.version) == Some(expected.version) {
+            sessions.remove(id.as_str());
         }
         Ok(())
     }
@@ -196,7 +197,7 @@ impl Backend for MemoryBackend {
             .lock()
             .iter()
             .filter(|(_, entry)| entry.identity.as_ref() == Some(identity))
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| SessionId::from_trusted(id.as_str()))
             .collect())
     }
 
@@ -209,11 +210,12 @@ impl Backend for MemoryBackend {
         write: Write<'_>,
     ) -> Result<bool> {
         let mut sessions = self.lock();
-        let unchanged = sessions.get(old).map(|entry| entry.version) == Some(expected.version);
-        if !unchanged || sessions.contains_key(new) {
+        let unchanged =
+            sessions.get(old.as_str()).map(|entry| entry.version) == Some(expected.version);
+        if !unchanged || sessions.contains_key(new.as_str()) {
             return Ok(false);
         }
-        sessions.remove(old);
+        sessions.remove(old.as_str());
         self.store(&mut sessions, new, write);
         Ok(true)
     }
