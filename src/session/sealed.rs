@@ -201,7 +201,6 @@ mod tests {
         let keys = ring("a", &[]);
         let s = session(10_000);
         let value = seal(&keys, "sid", &s).unwrap();
-        assert!(!value.is_empty());
         let carried = format!(
             r#"{{"id":"{}","p":"carried","c":1,"e":10000,"d":{{}}}}"#,
             s.id.as_str()
