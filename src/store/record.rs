@@ -93,12 +93,6 @@ impl PartialEq for SessionId {
 
 impl Eq for SessionId {}
 
-impl std::hash::Hash for SessionId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-
 /// Ids are secrets: never print them whole.
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
