@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use super::codec::RecordCodec;
 use super::identity::Identity;
 use super::loaded::LoadedRecord;
+use super::operation::{Operation, Timers};
 use super::record::{Change, Refusal, SessionId, SessionRecord, UnixMillis, now_millis};
 use super::turns::{Applied, Lead, Ticket, UpdateTurns};
 use super::{Revoked, SessionStore, StoreSettings};
@@ -161,6 +162,7 @@ pub struct StoreCore<B: Backend> {
     keep_expired: bool,
     identity_key: Option<String>,
     turns: UpdateTurns,
+    timers: Timers,
 }
 
 impl<B: Backend> std::fmt::Debug for StoreCore<B> {
@@ -177,6 +179,7 @@ impl<B: Backend> StoreCore<B> {
     /// The core in front of `backend`.
     pub fn new(backend: B, settings: &StoreSettings) -> Self {
         Self {
+            timers: Timers::new(backend.kind()),
             backend,
             codec: Arc::clone(&settings.codec),
             timeout: settings.timeout,
@@ -194,18 +197,19 @@ impl<B: Backend> StoreCore<B> {
     /// Runs one operation within the timeout, timed, and logged on failure.
     async fn observe<T>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let store = self.backend.kind();
         let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(Error::store_timeout(store, operation, self.timeout)),
+            Err(_) => Err(Error::store_timeout(store, operation.label(), self.timeout)),
         };
-        metrics::histogram!("sessiongate_store_operation_duration_seconds", "store" => store, "operation" => operation)
-            .record(started.elapsed().as_secs_f64());
+        self.timers
+            .record(operation, started.elapsed().as_secs_f64());
         if let Err(error) = &result {
+            let operation = operation.label();
             metrics::counter!("sessiongate_store_errors_total", "store" => store, "operation" => operation, "kind" => error.label())
                 .increment(1);
             tracing::warn!(store, operation, %error, "store operation failed");
@@ -357,7 +361,7 @@ impl<B: Backend> SessionStore for StoreCore<B> {
     }
 
     async fn load_lazily(&self, id: &SessionId) -> Result<Option<LoadedRecord>> {
-        self.observe("load", async {
+        self.observe(Operation::Load, async {
             let Some(stored) = self.backend.read(id).await? else {
                 return Ok(None);
             };
@@ -383,7 +387,7 @@ impl<B: Backend> SessionStore for StoreCore<B> {
         new: &SessionId,
         change: &Change,
     ) -> Result<SessionRecord> {
-        self.observe("regenerate", async {
+        self.observe(Operation::Regenerate, async {
             for round in 0..MAX_ATTEMPTS {
                 let stored = self.backend.read(old).await?;
                 let current = stored.as_ref().and_then(|stored| self.decode(stored));
@@ -410,7 +414,7 @@ impl<B: Backend> SessionStore for StoreCore<B> {
     }
 
     async fn update(&self, id: &SessionId, change: &Change) -> Result<SessionRecord> {
-        self.observe("update", async {
+        self.observe(Operation::Update, async {
             let mut lead = match self.turns.take(id, change).await {
                 Ticket::Written(result) => return result,
                 Ticket::Lead(lead) => lead,
@@ -422,7 +426,7 @@ impl<B: Backend> SessionStore for StoreCore<B> {
     }
 
     async fn insert(&self, id: &SessionId, record: &SessionRecord) -> Result<()> {
-        self.observe("insert", async {
+        self.observe(Operation::Insert, async {
             if record.is_expired(now_millis()) {
                 return self.backend.delete(id).await;
             }
@@ -443,7 +447,7 @@ impl<B: Backend> SessionStore for StoreCore<B> {
         expires_at: UnixMillis,
         identity: Option<&Identity>,
     ) -> Result<()> {
-        self.observe("touch", async {
+        self.observe(Operation::Touch, async {
             let expires_at = self.rounded(expires_at);
             let identity = identity.filter(|_| self.identity_key.is_some());
             self.backend
@@ -454,12 +458,16 @@ impl<B: Backend> SessionStore for StoreCore<B> {
     }
 
     async fn sessions_of(&self, identity: &Identity) -> Result<Vec<SessionId>> {
-        self.observe("sessions_of", self.verified(identity)).await
+        self.observe(Operation::SessionsOf, self.verified(identity))
+            .await
     }
 
     async fn revoke(&self, identity: &Identity) -> Revoked {
         let mut revoked = Revoked::default();
-        let live = match self.observe("sessions_of", self.verified(identity)).await {
+        let live = match self
+            .observe(Operation::SessionsOf, self.verified(identity))
+            .await
+        {
             Ok(live) => live,
             Err(error) => {
                 revoked.failure = Some(error);
@@ -467,7 +475,10 @@ impl<B: Backend> SessionStore for StoreCore<B> {
             }
         };
         for id in &live {
-            if let Err(error) = self.observe("delete", self.backend.delete(id)).await {
+            if let Err(error) = self
+                .observe(Operation::Delete, self.backend.delete(id))
+                .await
+            {
                 revoked.failure = Some(error);
                 return revoked;
             }
@@ -480,10 +491,11 @@ impl<B: Backend> SessionStore for StoreCore<B> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<()> {
-        self.observe("delete", self.backend.delete(id)).await
+        self.observe(Operation::Delete, self.backend.delete(id))
+            .await
     }
 
     async fn ping(&self) -> Result<()> {
-        self.observe("ping", self.backend.ping()).await
+        self.observe(Operation::Ping, self.backend.ping()).await
     }
 }

@@ -40,6 +40,7 @@ pub mod loaded;
 pub mod memory;
 pub mod merge_patch;
 pub mod mysql;
+mod operation;
 pub mod record;
 pub mod redis;
 
