@@ -12,6 +12,8 @@
 //! * new ids are what `uid-safe` makes: 24 bytes from the OS CSPRNG,
 //!   base64url, 32 characters.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
@@ -96,10 +98,14 @@ impl ExpressSigner {
     ///
     /// Why the value is refused; the caller starts a new session.
     pub fn verify(&self, raw: &str) -> Result<SessionId, Rejected> {
-        let decoded = if raw.contains('%') {
-            percent_decode_str(raw)
-                .decode_utf8()
+        let decoded: Cow<'_, str> = if raw.contains('%') {
+            // Into a buffer of the final size at once: the crate's own
+            // conversion grows its buffer as it goes, reallocating.
+            let mut bytes = Vec::with_capacity(raw.len());
+            bytes.extend(percent_decode_str(raw));
+            String::from_utf8(bytes)
                 .map_err(|_| Rejected::Format)?
+                .into()
         } else {
             raw.into()
         };

@@ -22,12 +22,17 @@
 //!   `Date`), and `updated` holds the time of the last write or touch in
 //!   milliseconds; the gateway writes both and hides both from the backend.
 
+use std::borrow::Cow;
+
+use indexmap::IndexMap;
 use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::RecordCodec;
 use crate::config::{Compat, Config, CookieConfig, DynamoLayout, SameSite, Secure, StoreConfig};
+use crate::store::loaded::LoadedRecord;
 use crate::store::record::{SessionData, SessionRecord, UnixMillis, now_millis};
 
 /// The session keys express-session (or its store) owns; the backend can
@@ -59,6 +64,10 @@ pub fn for_config(config: &Config) -> Option<ExpressCodec> {
         )
     })
 }
+
+/// A JSON object's members as text, borrowed from it; fails on a key
+/// written with escapes.
+type Fields<'a> = IndexMap<&'a str, &'a RawValue>;
 
 /// The express-session record codec.
 #[derive(Debug, Clone)]
@@ -172,7 +181,11 @@ impl RecordCodec for ExpressCodec {
         let mut data: SessionData = serde_json::from_slice(text)
             .map_err(|e| format!("stored express-session value is not a JSON object: {e}"))?;
         match data.shift_remove(RESERVED) {
-            Some(Value::Object(cookie)) => check_cookie(&cookie, self.flavor)?,
+            Some(Value::Object(cookie)) => {
+                for (key, value) in &cookie {
+                    check_member(key, Kind::of_value(value), self.flavor)?;
+                }
+            }
             Some(_) => return Err("express-session's `cookie` is not an object".into()),
             None => return Err("the stored session has no express-session `cookie`".into()),
         }
@@ -185,35 +198,128 @@ impl RecordCodec for ExpressCodec {
             expires_at,
         })
     }
+
+    /// As `decode`, but the backend's keys are copied as the text they
+    /// were stored in, not parsed into a map, and `cookie` is checked as
+    /// it is read: a read that only forwards the session builds nothing.
+    /// A key written with escapes cannot be borrowed from the text, so such
+    /// a record, like one the check refuses, takes `decode`.
+    fn decode_lazily(&self, text: &[u8], expires_at: UnixMillis) -> Result<LoadedRecord, String> {
+        let borrowed = serde_json::from_slice::<Fields>(text)
+            .ok()
+            .filter(|fields| {
+                fields.get(RESERVED).is_some_and(|cookie| {
+                    let mut cookie = serde_json::Deserializer::from_str(cookie.get());
+                    serde::Deserializer::deserialize_map(&mut cookie, CheckCookie(self.flavor))
+                        .is_ok()
+                })
+            });
+        // Anything unusual, a refusal included, is judged by the full parse.
+        let Some(fields) = borrowed else {
+            return self.decode(text, expires_at).map(LoadedRecord::parsed);
+        };
+        let reserved = self.reserved();
+        let mut data = String::with_capacity(text.len());
+        for (key, value) in fields.iter().filter(|(key, _)| !reserved.contains(key)) {
+            data.push(if data.is_empty() { '{' } else { ',' });
+            // A borrowed key had no escapes, so it is written as it was.
+            data.push('"');
+            data.push_str(key);
+            data.push_str("\":");
+            data.push_str(value.get());
+        }
+        if data.is_empty() {
+            data.push('{');
+        }
+        data.push('}');
+        let data = RawValue::from_string(data).map_err(|e| e.to_string())?;
+        LoadedRecord::from_text(&data, 0, expires_at)
+    }
 }
 
-/// express-session's `cookie`: what its `Cookie` constructor accepts
-/// without failing later (`expires` a date string, `originalMaxAge` a
-/// number, the flags booleans, `path` a string; absent or `null` is fine).
-fn check_cookie(cookie: &Map<String, Value>, flavor: Flavor) -> Result<(), String> {
-    let wrong = |key: &str| {
+/// A JSON value's type, and a string's text: what [`check_member`] asks.
+enum Kind<'a> {
+    Null,
+    Bool,
+    Number,
+    Text(Cow<'a, str>),
+    Object,
+    Array,
+}
+
+impl<'a> Kind<'a> {
+    fn of_value(value: &'a Value) -> Self {
+        match value {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(_) => Kind::Number,
+            Value::String(text) => Kind::Text(Cow::Borrowed(text)),
+            Value::Object(_) => Kind::Object,
+            Value::Array(_) => Kind::Array,
+        }
+    }
+
+    /// From the text alone: valid JSON's first byte tells its type.
+    fn of_raw(value: &'a RawValue) -> Self {
+        let text = value.get();
+        match text.as_bytes().first() {
+            Some(b'n') => Kind::Null,
+            Some(b't' | b'f') => Kind::Bool,
+            Some(b'"') if !text.contains('\\') => {
+                Kind::Text(Cow::Borrowed(&text[1..text.len() - 1]))
+            }
+            Some(b'"') => Kind::Text(serde_json::from_str(text).unwrap_or_default()),
+            Some(b'{') => Kind::Object,
+            Some(b'[') => Kind::Array,
+            _ => Kind::Number,
+        }
+    }
+}
+
+/// A member of express-session's `cookie`: what its `Cookie` constructor
+/// accepts without failing later (`expires` a date string,
+/// `originalMaxAge` a number, the flags booleans, `path` a string; absent
+/// or `null` is fine).
+fn check_member(key: &str, kind: Kind<'_>, flavor: Flavor) -> Result<(), String> {
+    let fine = match (key, kind) {
+        (_, Kind::Null) => true,
+        ("originalMaxAge", kind) => matches!(kind, Kind::Number),
+        ("expires", Kind::Text(_)) => true,
+        ("expires", Kind::Object) => flavor == Flavor::Cyclic,
+        ("expires", _) => false,
+        ("secure", Kind::Text(text)) => text == "auto",
+        ("secure" | "httpOnly" | "partitioned", kind) => matches!(kind, Kind::Bool),
+        ("path" | "domain" | "priority", kind) => matches!(kind, Kind::Text(_)),
+        ("sameSite", kind) => matches!(kind, Kind::Text(_) | Kind::Bool),
+        _ => true,
+    };
+    if fine {
+        Ok(())
+    } else {
         Err(format!(
             "express-session's `cookie.{key}` has the wrong type"
         ))
-    };
-    for (key, value) in cookie {
-        let fine = match (key.as_str(), value) {
-            (_, Value::Null) => true,
-            ("originalMaxAge", value) => value.is_number(),
-            ("expires", Value::String(_)) => true,
-            ("expires", Value::Object(_)) => flavor == Flavor::Cyclic,
-            ("expires", _) => false,
-            ("secure", Value::String(text)) => text == "auto",
-            ("secure" | "httpOnly" | "partitioned", value) => value.is_boolean(),
-            ("path" | "domain" | "priority", value) => value.is_string(),
-            ("sameSite", value) => value.is_string() || value.is_boolean(),
-            _ => true,
-        };
-        if !fine {
-            return wrong(key);
-        }
     }
-    Ok(())
+}
+
+/// Checks the members of a `cookie` object as they are read, without
+/// building a map; fails (to the caller's full parse) on anything but an
+/// object with plain keys whose every member is fine.
+struct CheckCookie(Flavor);
+
+impl<'de> serde::de::Visitor<'de> for CheckCookie {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("express-session's cookie object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((key, value)) = map.next_entry::<&str, &RawValue>()? {
+            check_member(key, Kind::of_raw(value), self.0).map_err(serde::de::Error::custom)?;
+        }
+        Ok(())
+    }
 }
 
 /// `Date.prototype.toISOString()`: `YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC.
@@ -317,6 +423,43 @@ mod tests {
             assert!(codec.decode(bad.as_bytes(), 1).is_err(), "{bad}");
         }
         assert!(codec.decode(br#"{"cookie":{}}"#, 1).is_ok());
+    }
+
+    #[test]
+    fn a_lazy_read_forwards_the_same_session_as_a_full_one() {
+        for flavor in [Flavor::Plain, Flavor::Cyclic] {
+            let codec = codec(flavor);
+            for stored in [
+                r#"{"cookie":{"originalMaxAge":1,"expires":"2025-12-02T01:37:01.123Z","path":"/"},"user":"ada","n":[1, {"x": 2.50}],"big":123456789012345678901234567890}"#,
+                r#"{"user":"ada","cookie":{},"updated":17,"user":"bob","z":null}"#,
+                r#"{"cookie":{}}"#,
+                r#"{"cookie":{},"upd\u0061ted":1,"caf\u00e9":"x"}"#,
+                r#" { "cookie" : { } , "k" : "v" } "#,
+                r#"{"cookie":{"secure":"auto","sameSite":true,"expires":null},"k":1}"#,
+                r#"{"cookie":{"secure":"\u0061uto","p\u0061th":"/"},"k":1}"#,
+            ] {
+                let full = codec.decode(stored.as_bytes(), 5).unwrap();
+                let lazy = codec.decode_lazily(stored.as_bytes(), 5).unwrap();
+                assert_eq!((lazy.created_at, lazy.expires_at), (0, 5));
+                // Escaped keys take the full parse; the rest stay text.
+                assert_eq!(lazy.text().is_some(), !stored.contains('\\'), "{stored}");
+                if let Some(text) = lazy.text() {
+                    assert!(!text.contains("cookie"), "{text}");
+                }
+                assert_eq!(lazy.into_record().unwrap(), full, "{stored}");
+            }
+            for bad in [
+                "not json",
+                r#"{"user":"ada"}"#,
+                r#"{"cookie":"x"}"#,
+                r#"{"cookie":{"path":1}}"#,
+                r#"{"cookie":{"secure":"yes"}}"#,
+                r#"{"cookie":{"expires":[]}}"#,
+                r#"{"cookie":{},"k":1"#,
+            ] {
+                assert!(codec.decode_lazily(bad.as_bytes(), 1).is_err(), "{bad}");
+            }
+        }
     }
 
     #[test]
