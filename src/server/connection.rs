@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Live;
 use super::drain::Watcher;
+use super::head;
 use super::idle::{Activity, Close, Watched};
 use crate::config::LimitsConfig;
 use crate::proxy::Connection;
@@ -189,7 +190,8 @@ fn service(
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<http::Response<Watched>, std::convert::Infallible>> + Send,
 > + Clone {
-    service_fn(move |request| {
+    service_fn(move |mut request| {
+        head::detach(&mut request);
         let gateway = live.gateway();
         let connection = connection.clone();
         let exchange = activity.begin();

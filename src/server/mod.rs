@@ -8,6 +8,7 @@
 
 mod connection;
 mod drain;
+mod head;
 mod idle;
 mod live;
 pub mod shutdown;
