@@ -17,9 +17,21 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// header and `Connection: upgrade` are what the next hop needs, so they stay.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none, or only `Connection: keep-alive`: one pass
-    // over the names, no hashing, settles those.
-    if !upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
+    // over the names, and no parsing, settles those.
+    if !upgrade {
+        let mut present = headers.keys().filter(|name| is_hop_by_hop(name));
+        match present.next() {
+            None => return,
+            Some(name)
+                if name == CONNECTION
+                    && present.next().is_none()
+                    && names_only_persistence(headers) =>
+            {
+                headers.remove(CONNECTION);
+                return;
+            }
+            Some(_) => {}
+        }
     }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -41,6 +53,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Every `Connection` token is `keep-alive` or `close`: it names no header.
+fn names_only_persistence(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().all(|value| {
+        value.as_bytes().split(|b| *b == b',').all(|token| {
+            let token = token.trim_ascii();
+            token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close")
+        })
+    })
 }
 
 /// A header that never crosses a hop by itself (those a `Connection` header
@@ -180,6 +202,26 @@ mod tests {
         let mut kept: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         kept.sort_unstable();
         assert_eq!(kept, vec!["trailer", "x-kept"]);
+    }
+
+    #[test]
+    fn connection_alone_is_removed_and_what_it_names_too() {
+        for (connection, kept) in [
+            ("keep-alive", vec!["x-kept", "x-secret"]),
+            ("Close , KEEP-ALIVE", vec!["x-kept", "x-secret"]),
+            ("keep-alive, x-secret", vec!["x-kept"]),
+            ("x-secret", vec!["x-kept"]),
+        ] {
+            let mut headers = map(&[
+                ("connection", connection),
+                ("x-secret", "1"),
+                ("x-kept", "1"),
+            ]);
+            remove_hop_by_hop(&mut headers, false);
+            let mut names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(names, kept, "Connection: {connection}");
+        }
     }
 
     #[test]
