@@ -138,9 +138,11 @@ impl SessionHeaders {
     }
 }
 
-/// Stored JSON text as it is, when it is already what [`json_header`]
-/// would write: the gateway's own compact JSON with nothing to escape
-/// (printable ASCII only). Otherwise `None`, and the data is written anew.
+/// Stored JSON text as it is, when it is printable ASCII: then it is the
+/// JSON [`json_header`] would write, and byte for byte the same when the
+/// gateway or express-session's `JSON.stringify` wrote it (compact, and
+/// escaping only what must be). Otherwise `None`, and the data is written
+/// anew.
 fn header_as_is(text: &str) -> Option<HeaderValue> {
     if !text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         return None;
