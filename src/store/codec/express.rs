@@ -459,6 +459,17 @@ mod tests {
             ] {
                 assert!(codec.decode_lazily(bad.as_bytes(), 1).is_err(), "{bad}");
             }
+            // Nested past the parser's limit: no session for the full
+            // parse; the lazy read loads it and fails when the data is
+            // needed, as the native codec's lazy read does.
+            let deep = format!(
+                r#"{{"cookie":{{}},"k":{}1{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            );
+            assert!(codec.decode(deep.as_bytes(), 1).is_err());
+            let lazy = codec.decode_lazily(deep.as_bytes(), 1).unwrap();
+            assert!(lazy.into_record().is_err());
         }
     }
 
