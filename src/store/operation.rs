@@ -57,14 +57,18 @@ impl Timers {
 
     /// Records that one `operation` took `seconds`.
     pub fn record(&self, operation: Operation, seconds: f64) {
-        let histogram = self.histograms[operation as usize].get_or_init(|| {
+        let register = || {
             metrics::histogram!(
                 "sessiongate_store_operation_duration_seconds",
                 "store" => self.store,
                 "operation" => operation.label()
             )
-        });
-        histogram.record(seconds);
+        };
+        match self.histograms.get(operation as usize) {
+            Some(slot) => slot.get_or_init(register).record(seconds),
+            // An operation added without raising `COUNT`: looked up each time.
+            None => register().record(seconds),
+        }
     }
 }
 

@@ -265,10 +265,10 @@ impl<'a> Kind<'a> {
         match text.as_bytes().first() {
             Some(b'n') => Kind::Null,
             Some(b't' | b'f') => Kind::Bool,
-            Some(b'"') if !text.contains('\\') => {
-                Kind::Text(Cow::Borrowed(&text[1..text.len() - 1]))
-            }
-            Some(b'"') => Kind::Text(serde_json::from_str(text).unwrap_or_default()),
+            Some(b'"') => match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                Some(inner) if !inner.contains('\\') => Kind::Text(Cow::Borrowed(inner)),
+                _ => Kind::Text(serde_json::from_str(text).unwrap_or_default()),
+            },
             Some(b'{') => Kind::Object,
             Some(b'[') => Kind::Array,
             _ => Kind::Number,
